@@ -1,0 +1,511 @@
+"""llama.cpp backend on llama-cpp-python's low-level API: one loaded model, several sequences decoded
+together in one batch per step.
+
+A single worker thread owns the llama context. ``generate`` enqueues a request and reads sampled ids
+from its own queue; the worker admits requests between steps into free sequence slots (picking the slot
+whose cached tokens share the longest prefix with the prompt, so a follow-up turn only prefills what is
+new), builds one batch of every generating sequence's last token plus prompt chunks up to ``n_batch``,
+decodes, and samples each sequence with its own sampler chain. A cancelled or abandoned request frees its
+slot at the next step. This follows llama.cpp's own server (tools/server): slots = sequence ids.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glmkit.errors import (
+    BackendError,
+    CancelledError,
+    InvalidRequestError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from glmkit.runtime.protocol import EngineInfo
+from glmkit.types import CancelToken, ResolvedSampling
+
+log = logging.getLogger(__name__)
+PENALTY_LAST_N = 64
+_END = object()
+
+
+def _llama() -> Any:
+    import llama_cpp
+
+    return llama_cpp
+
+
+class _Quiet:
+    """llama.cpp prints its load log to stderr; route it to Python logging at debug level instead."""
+
+    callback: Any = None
+    lock = threading.Lock()
+
+    @classmethod
+    def install(cls) -> None:
+        with cls.lock:
+            if cls.callback is not None:
+                return
+            lc = _llama()
+
+            def _cb(level: int, text: bytes, _user: Any) -> None:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+            cls.callback = lc.llama_log_callback(_cb)
+            lc.llama_log_set(cls.callback, ctypes.c_void_p(0))
+            lc.llama_backend_init()
+
+
+def cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_tile" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+def default_extra_buffers() -> bool:
+    """llama.cpp's extra CPU buffer types (AMX and weight repacking) crash multi-token batches with a
+    segfault on AMX-capable VMs here (one-token decode works; any prompt longer than a token dies).
+    Off where the CPU reports AMX; otherwise on (~15% faster decode). ``GLMKIT_LLAMA_EXTRA_BUFFERS=0/1``
+    overrides."""
+    env = os.environ.get("GLMKIT_LLAMA_EXTRA_BUFFERS")
+    if env is not None:
+        return env.strip() not in ("0", "false", "no", "")
+    return not cpu_has_amx()
+
+
+def check_gguf(path: Path) -> None:
+    if not path.exists():
+        raise ModelNotFoundError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelNotFoundError(f"model path is not a file: {path}")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): it is corrupt or another "
+            "format; re-download or re-convert it"
+        )
+
+
+class LlamaTokenizer:
+    """Tokenizer over a llama.cpp vocabulary. ``encode`` never parses special-token text."""
+
+    def __init__(self, vocab: Any) -> None:
+        self._lc = _llama()
+        self._vocab = vocab
+        self.n_vocab = self._lc.llama_vocab_n_tokens(vocab)
+        attr_special = self._lc.LLAMA_TOKEN_ATTR_CONTROL | self._lc.LLAMA_TOKEN_ATTR_USER_DEFINED
+        self._special: dict[str, int] = {}
+        for i in range(self.n_vocab):
+            if self._lc.llama_vocab_get_attr(vocab, i) & attr_special:
+                text = self._piece(i, special=True).decode("utf-8", "replace")
+                if text:
+                    self._special.setdefault(text, i)
+        self._cache: dict[int, bytes] = {}
+
+    def _tokenize(self, text: str, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (self._lc.llama_token * cap)()
+        n = self._lc.llama_tokenize(self._vocab, data, len(data), buf, cap, False, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (self._lc.llama_token * cap)()
+            n = self._lc.llama_tokenize(self._vocab, data, len(data), buf, cap, False, parse_special)
+        return list(buf[:n])
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenize(text, parse_special=False) if text else []
+
+    def encode_with_specials(self, text: str) -> list[int]:
+        return self._tokenize(text, parse_special=True) if text else []
+
+    def _piece(self, tid: int, special: bool) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lc.llama_token_to_piece(self._vocab, tid, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lc.llama_token_to_piece(self._vocab, tid, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        out = []
+        for i in ids:
+            if i < 0 or i >= self.n_vocab:
+                continue
+            piece = self._cache.get(i)
+            if piece is None:
+                piece = self._cache[i] = self._piece(i, special=False)
+            out.append(piece)
+        return b"".join(out)
+
+    def special_id(self, token: str) -> int | None:
+        return self._special.get(token)
+
+    @property
+    def special_texts(self) -> Sequence[str]:
+        return list(self._special)
+
+    def is_eog(self, token_id: int) -> bool:
+        return bool(self._lc.llama_vocab_is_eog(self._vocab, token_id))
+
+
+@dataclass
+class _Request:
+    prompt: list[int]
+    sampling: ResolvedSampling
+    stop_ids: frozenset[int]
+    cancel: CancelToken | None
+    out: queue.Queue[Any] = field(default_factory=queue.Queue)
+    abandoned: bool = False
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence
+    req: _Request | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
+    last: int = -1  # last sampled token, to decode next step
+    generated: int = 0
+    sampler: Any = None
+
+
+class LlamaEngine:
+    """A GGUF model served by llama.cpp with ``n_seq_max`` concurrent sequences of ``n_ctx`` tokens each."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 1,
+        n_seq_max: int = 1,
+        n_batch: int = 512,
+        name: str | None = None,
+        extra_buffers: bool | None = None,
+    ) -> None:
+        p = Path(path)
+        check_gguf(p)
+        if n_threads < 1:
+            raise InvalidRequestError(f"n_threads must be >= 1, got {n_threads}", param="n_threads")
+        if not 1 <= n_seq_max <= 256:
+            raise InvalidRequestError(
+                f"n_seq_max must be within [1, 256], got {n_seq_max}", param="n_seq_max"
+            )
+        _Quiet.install()
+        lc = self._lc = _llama()
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = 0
+        mparams.use_extra_bufts = default_extra_buffers() if extra_buffers is None else extra_buffers
+        self._model = lc.llama_model_load_from_file(str(p).encode(), mparams)
+        if not self._model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {p}: the file is truncated or corrupt, or its architecture is not "
+                "supported by this llama.cpp build (run with GLMKIT_LOG=debug to see llama.cpp's reason)"
+            )
+        n_ctx_train = lc.llama_model_n_ctx_train(self._model)
+        n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = n_ctx * n_seq_max
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        cparams.kv_unified = False
+        # Exactness over a few percent of speed: flash attention perturbs batched logits (~1e-2).
+        cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cparams.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lc.llama_model_free(self._model)
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {n_ctx}×{n_seq_max} tokens for {p}"
+            )
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self._mem = lc.llama_get_memory(self._ctx)
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        self.tokenizer = LlamaTokenizer(self._vocab)
+        self.n_batch = n_batch
+        arch = self._meta("general.architecture")
+        tmpl = lc.llama_model_chat_template(self._model, None)
+        self.info = EngineInfo(
+            name=name or p.stem,
+            backend="llamacpp",
+            n_ctx=n_ctx,
+            path=str(p),
+            architecture=arch,
+            chat_template=tmpl.decode("utf-8") if tmpl else None,
+            size_bytes=p.stat().st_size,
+        )
+        self.bos_text = self._special_text(lc.llama_vocab_bos(self._vocab))
+        self.eos_text = self._special_text(lc.llama_vocab_eos(self._vocab))
+        self._slots = [_Slot(i) for i in range(n_seq_max)]
+        self._incoming: queue.Queue[_Request | None] = queue.Queue()
+        self._waiting: list[_Request] = []
+        self._closed = False
+        self._batch = lc.llama_batch_init(max(n_batch, n_seq_max), 0, 1)
+        self._worker = threading.Thread(target=self._run, name=f"llamacpp-{self.info.name}", daemon=True)
+        self._worker.start()
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = self._lc.llama_model_meta_val_str(self._model, key.encode(), buf, 256)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
+
+    def _special_text(self, tid: int) -> str:
+        if tid < 0:
+            return ""
+        buf = ctypes.create_string_buffer(64)
+        n = self._lc.llama_token_to_piece(self._vocab, tid, buf, 64, 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    @property
+    def n_seq_max(self) -> int:
+        return len(self._slots)
+
+    # -- public -------------------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        sampling: ResolvedSampling,
+        stop_ids: frozenset[int],
+        cancel: CancelToken | None = None,
+    ) -> Iterator[int]:
+        if self._closed:
+            raise ModelLoadError(f"model {self.info.name} is closed")
+        if not prompt_ids:
+            raise InvalidRequestError("the prompt is empty", param="messages")
+        if len(prompt_ids) >= self.info.n_ctx:
+            raise InvalidRequestError(
+                f"prompt of {len(prompt_ids)} tokens does not fit n_ctx={self.info.n_ctx}"
+            )
+        bad = [t for t in prompt_ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise InvalidRequestError(f"prompt has token ids outside the vocabulary: {bad[:5]}")
+        req = _Request(list(prompt_ids), sampling, stop_ids, cancel)
+        return self._stream(req)
+
+    def _stream(self, req: _Request) -> Iterator[int]:
+        self._incoming.put(req)
+        try:
+            while True:
+                item = req.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            req.abandoned = True  # a consumer that stops reading frees its slot at the next step
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._incoming.put(None)
+        self._worker.join(timeout=30)
+        lc = self._lc
+        for s in self._slots:
+            if s.sampler is not None:
+                lc.llama_sampler_free(s.sampler)
+                s.sampler = None
+        lc.llama_batch_free(self._batch)
+        lc.llama_free(self._ctx)
+        lc.llama_model_free(self._model)
+
+    def logits(self, prompt_ids: Sequence[int]) -> list[float]:
+        """Next-token logits after ``prompt_ids`` (tests and cross-checks; blocks the worker once)."""
+        result: queue.Queue[Any] = queue.Queue()
+
+        def job() -> None:
+            try:
+                if any(s.req is not None for s in self._slots):
+                    raise BackendError("logits() needs an idle engine")
+                seq = self._slots[0].seq_id
+                self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                self._slots[0].cached = []
+                self._decode_chunks(seq, list(prompt_ids), 0)
+                ptr = self._lc.llama_get_logits_ith(self._ctx, -1)
+                result.put(list(ptr[: self.n_vocab]))
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                result.put(e)
+
+        self._incoming.put(job)  # type: ignore[arg-type]
+        item = result.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    # -- the worker -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            busy = any(s.req is not None for s in self._slots) or bool(self._waiting)
+            items: list[Any] = []
+            try:
+                items.append(self._incoming.get(block=not busy))
+                while True:
+                    items.append(self._incoming.get_nowait())
+            except queue.Empty:
+                pass
+            for item in items:
+                if item is None:
+                    for s in self._slots:
+                        self._finish(s, CancelledError("the model is shutting down"))
+                    for r in self._waiting:
+                        r.out.put(CancelledError("the model is shutting down"))
+                        r.out.put(_END)
+                    return
+                if isinstance(item, _Request):
+                    self._waiting.append(item)
+                else:
+                    item()  # a one-off job (logits), run between steps
+            self._admit()
+            if any(s.req is not None for s in self._slots):
+                try:
+                    self._step()
+                except Exception as e:
+                    log.exception("llama.cpp decode step failed")
+                    for s in self._slots:
+                        if s.req is not None:
+                            self._finish(s, BackendError(f"llama.cpp decode failed: {e}"))
+
+    def _admit(self) -> None:
+        while self._waiting:
+            free = [s for s in self._slots if s.req is None]
+            if not free:
+                return
+            req = self._waiting.pop(0)
+            if req.abandoned or (req.cancel is not None and req.cancel.cancelled):
+                req.out.put(_END)
+                continue
+            slot = max(free, key=lambda s: _common_prefix(s.cached, req.prompt))
+            keep = 0 if req.sampling.reproducible else _common_prefix(slot.cached, req.prompt)
+            keep = min(keep, len(req.prompt) - 1)  # always decode at least one prompt token for logits
+            self._lc.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
+            slot.cached = slot.cached[:keep]
+            slot.req, slot.pending, slot.generated, slot.last = req, req.prompt[keep:], 0, -1
+            slot.sampler = self._make_sampler(req.sampling, req.prompt)
+
+    def _make_sampler(self, s: ResolvedSampling, prompt: list[int]) -> Any:
+        lc = self._lc
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if s.repetition_penalty != 1.0:
+            pen = lc.llama_sampler_init_penalties(
+                self.n_vocab, PENALTY_LAST_N, s.repetition_penalty, 0.0, 0.0
+            )
+            for t in prompt[-PENALTY_LAST_N:]:
+                lc.llama_sampler_accept(pen, t)
+            lc.llama_sampler_chain_add(chain, pen)
+        if s.greedy:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        else:
+            if s.top_k > 0:
+                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(s.top_k))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(s.top_p, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(s.temperature))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
+        return chain
+
+    def _finish(self, slot: _Slot, error: BaseException | None = None) -> None:
+        req = slot.req
+        if req is None:
+            return
+        if error is not None:
+            req.out.put(error)
+            # KV of a failed step is unreliable: drop it
+            self._lc.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+        req.out.put(_END)
+        if slot.sampler is not None:
+            self._lc.llama_sampler_free(slot.sampler)
+            slot.sampler = None
+        slot.req, slot.pending = None, []
+
+    def _step(self) -> None:
+        lc = self._lc
+        batch = self._batch
+        n = 0
+        rows: list[tuple[_Slot, int]] = []
+        # drop cancelled/abandoned sequences first: their slot is free for the next admission
+        for s in self._slots:
+            r = s.req
+            if r is not None and (r.abandoned or (r.cancel is not None and r.cancel.cancelled)):
+                self._finish(s)
+        gen = [s for s in self._slots if s.req is not None and not s.pending]
+        pre = [s for s in self._slots if s.req is not None and s.pending]
+        for s in gen:
+            self._put(batch, n, s.last, len(s.cached), s.seq_id, True)
+            s.cached.append(s.last)
+            rows.append((s, n))
+            n += 1
+        budget = self.n_batch - n
+        for s in pre:
+            if budget <= 0:
+                break
+            chunk = s.pending[:budget]
+            for j, t in enumerate(chunk):
+                last = j == len(chunk) - 1 and len(chunk) == len(s.pending)
+                self._put(batch, n, t, len(s.cached), s.seq_id, last)
+                s.cached.append(t)
+                if last:
+                    rows.append((s, n))
+                n += 1
+            s.pending = s.pending[len(chunk) :]
+            budget -= len(chunk)
+        batch.n_tokens = n
+        rc = lc.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise BackendError(f"llama_decode returned {rc} (no room in the KV cache or a bad batch)")
+        for s, i in rows:
+            req = s.req
+            assert req is not None
+            tid = lc.llama_sampler_sample(s.sampler, self._ctx, i)
+            if tid in req.stop_ids or lc.llama_vocab_is_eog(self._vocab, tid):
+                self._finish(s)
+                continue
+            req.out.put(tid)
+            s.generated += 1
+            s.last = tid
+            if s.generated >= req.sampling.max_tokens or len(s.cached) + 1 >= self.info.n_ctx:
+                self._finish(s)
+
+    def _put(self, batch: Any, i: int, tok: int, pos: int, seq: int, logits: bool) -> None:
+        batch.token[i] = tok
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = 1 if logits else 0
+
+    def _decode_chunks(self, seq: int, toks: list[int], start: int) -> None:
+        for off in range(0, len(toks), self.n_batch):
+            chunk = toks[off : off + self.n_batch]
+            for j, t in enumerate(chunk):
+                self._put(self._batch, j, t, start + off + j, seq, off + j == len(toks) - 1)
+            self._batch.n_tokens = len(chunk)
+            rc = self._lc.llama_decode(self._ctx, self._batch)
+            if rc != 0:
+                raise BackendError(f"llama_decode returned {rc}")
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

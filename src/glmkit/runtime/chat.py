@@ -1,0 +1,161 @@
+"""``EngineChatModel``: a ``ChatModel`` made of a token engine and a chat format.
+
+One code path for every local backend: validate → render → check the context → generate, passing each
+token through the stop-string scanner, the loop detector and the format's reply parser.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from glmkit.errors import ContextOverflowError, InvalidRequestError
+from glmkit.runtime.formats.base import ChatFormat, IncrementalDecoder
+from glmkit.runtime.guards import LoopDetector, StopScanner
+from glmkit.runtime.protocol import TokenEngine
+from glmkit.types import (
+    ROLES,
+    CancelToken,
+    ChatResult,
+    Delta,
+    FinishDelta,
+    FinishReason,
+    Message,
+    ResolvedSampling,
+    SamplingParams,
+    TextDelta,
+    Tool,
+    ToolCallDelta,
+    ToolCallErrorDelta,
+    UsageDelta,
+)
+
+
+def validate_messages(messages: Sequence[Message]) -> None:
+    if not messages:
+        raise InvalidRequestError("messages must not be empty", param="messages")
+    for i, m in enumerate(messages):
+        if m.role not in ROLES:
+            raise InvalidRequestError(
+                f"messages[{i}].role must be one of {', '.join(ROLES)}, got {m.role!r}",
+                param=f"messages[{i}].role",
+            )
+        if not isinstance(m.content, str):
+            raise InvalidRequestError(
+                f"messages[{i}].content must be a string", param=f"messages[{i}].content"
+            )
+        if "\n" in m.metadata:
+            raise InvalidRequestError(
+                f"messages[{i}].metadata must be one line", param=f"messages[{i}].metadata"
+            )
+    if messages[-1].role == "assistant":
+        raise InvalidRequestError(
+            "the last message is the assistant's: nothing to answer (end with a user or observation turn)",
+            param="messages",
+        )
+
+
+class EngineChatModel:
+    def __init__(self, engine: TokenEngine, fmt: ChatFormat, name: str | None = None) -> None:
+        self.engine = engine
+        self.format = fmt
+        self.name = name or engine.info.name
+
+    def prompt_ids(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> list[int]:
+        validate_messages(messages)
+        return self.format.render_ids(messages, tools, self.engine.tokenizer)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Tool] = (),
+        params: SamplingParams | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[Delta]:
+        sampling = (params or SamplingParams()).resolved()
+        ids = self.prompt_ids(messages, tools)
+        n_ctx = self.engine.info.n_ctx
+        room = n_ctx - len(ids)
+        if room < 1:
+            raise ContextOverflowError(
+                f"the prompt is {len(ids)} tokens but the context holds {n_ctx}: shorten the conversation "
+                "or load the model with a larger n_ctx",
+                param="messages",
+            )
+        if params is not None and params.max_tokens is not None and params.max_tokens > room:
+            raise ContextOverflowError(
+                f"max_tokens={params.max_tokens} does not fit: the prompt is {len(ids)} tokens of a "
+                f"{n_ctx}-token context, leaving {room}",
+                param="max_tokens",
+            )
+        if sampling.max_tokens > room:
+            sampling = replace(sampling, max_tokens=room)
+        return self._generate(ids, sampling, tools, cancel)
+
+    def _generate(
+        self, ids: list[int], sampling: ResolvedSampling, tools: Sequence[Tool], cancel: CancelToken | None
+    ) -> Iterator[Delta]:
+        tok = self.engine.tokenizer
+        parser = self.format.parser(tools, tok)
+        decoder = IncrementalDecoder(tok)
+        stops = StopScanner(sampling.stop)
+        loops = LoopDetector() if sampling.detect_loops else None
+        n = 0
+        reason: FinishReason = "stop"
+        for tid in self.engine.generate(ids, sampling, self.format.stop_ids(tok), cancel):
+            n += 1
+            text = stops.feed(decoder.feed(tid))
+            yield from _with_ids(parser.feed(tid, text))
+            if stops.stopped:
+                break
+            if loops is not None and loops.feed(tid):
+                reason = "loop"
+                break
+        else:
+            if cancel is not None and cancel.cancelled:
+                reason = "cancelled"
+            elif n >= sampling.max_tokens:
+                reason = "length"
+        if not stops.stopped:
+            tail = stops.feed(decoder.flush()) + stops.flush()
+            if tail:
+                yield from _with_ids(parser.feed(-1, tail))
+        yield from _with_ids(parser.finish())
+        if reason == "stop" and parser.called_tools:
+            reason = "tool_calls"
+        yield UsageDelta(prompt_tokens=len(ids), completion_tokens=n)
+        yield FinishDelta(reason)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _with_ids(deltas: list[Delta]) -> list[Delta]:
+    """Tool calls get OpenAI-style ids so a client can answer each one with a tool message."""
+    return [
+        ToolCallDelta(replace(d.call, id=f"call_{secrets.token_hex(12)}"), d.index)
+        if isinstance(d, ToolCallDelta) and not d.call.id
+        else d
+        for d in deltas
+    ]
+
+
+def collect(stream: Iterator[Delta]) -> ChatResult:
+    """Drain a delta stream into one ``ChatResult``."""
+    res = ChatResult()
+    parts: list[str] = []
+    for d in stream:
+        if isinstance(d, TextDelta):
+            parts.append(d.text)
+        elif isinstance(d, ToolCallDelta):
+            res.tool_calls.append(d.call)
+        elif isinstance(d, ToolCallErrorDelta):
+            res.tool_call_errors.append(d)
+        elif isinstance(d, UsageDelta):
+            res.prompt_tokens, res.completion_tokens = d.prompt_tokens, d.completion_tokens
+        elif isinstance(d, FinishDelta):
+            res.finish_reason = d.reason
+    res.text = "".join(parts)
+    return res

@@ -1,0 +1,90 @@
+"""Backend loaders: a ``ModelSpec`` becomes a ``ChatModel`` with the right chat format.
+
+Format choice, in order: the ``chat_format`` setting; ChatGLM3 for ``chatglm`` models; the model's own
+jinja template; otherwise a clear error asking for ``--format``.
+"""
+
+from __future__ import annotations
+
+from glmkit.errors import ModelLoadError
+from glmkit.runtime.chat import EngineChatModel
+from glmkit.runtime.formats import chatglm3, jinja  # noqa: F401  (registers the formats)
+from glmkit.runtime.formats.base import ChatFormat, get_format
+from glmkit.runtime.models import ModelSpec, register_backend, verify_embedded
+from glmkit.runtime.protocol import ChatModel, TokenEngine
+from glmkit.settings import Settings
+
+
+def choose_format(
+    engine: TokenEngine,
+    settings: Settings,
+    *,
+    observation_as_user: bool = False,
+    bos: str = "",
+    eos: str = "",
+) -> ChatFormat:
+    name = settings.chat_format
+    if name is None:
+        if engine.info.architecture in ("chatglm", "glm"):
+            name = "chatglm3"
+        elif engine.info.chat_template:
+            name = "jinja"
+        else:
+            raise ModelLoadError(
+                f"model {engine.info.name} carries no chat template and is not a ChatGLM model: "
+                "choose one with --format (chatglm3 or jinja)"
+            )
+    if name == "jinja":
+        return get_format(
+            "jinja",
+            template=engine.info.chat_template,
+            bos_token=bos,
+            eos_token=eos,
+            observation_as_user=observation_as_user,
+        )
+    return get_format(name)
+
+
+@register_backend("llamacpp")
+def load_llamacpp(spec: ModelSpec, settings: Settings) -> ChatModel:
+    from glmkit.runtime.backends.llamacpp import LlamaEngine
+
+    path = verify_embedded(spec.name, settings.models_dir) if spec.embedded else spec.target
+    engine = LlamaEngine(
+        path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, n_seq_max=settings.n_seq_max, name=spec.name
+    )
+    try:
+        fmt = choose_format(
+            engine,
+            settings,
+            observation_as_user=bool(spec.embedded and spec.embedded.observation_as_user),
+            bos=engine.bos_text,
+            eos=engine.eos_text,
+        )
+    except Exception:
+        engine.close()
+        raise
+    return EngineChatModel(engine, fmt, name=spec.name)
+
+
+@register_backend("transformers")
+def load_transformers(spec: ModelSpec, settings: Settings) -> ChatModel:
+    from glmkit.runtime.backends.transformers import TransformersEngine
+
+    engine = TransformersEngine(
+        spec.target, n_ctx=settings.n_ctx, n_threads=settings.n_threads, name=spec.name
+    )
+    return EngineChatModel(engine, choose_format(engine, settings), name=spec.name)
+
+
+@register_backend("openai")
+def load_openai(spec: ModelSpec, settings: Settings) -> ChatModel:
+    from glmkit.runtime.backends.openai import OpenAIChatModel
+
+    return OpenAIChatModel(
+        spec.target,
+        spec.name,
+        api_key=settings.api_key,
+        chat_format=settings.chat_format,
+        timeout=settings.request_timeout,
+    )

@@ -1,0 +1,68 @@
+"""One typed settings model, read from (highest first) explicit arguments/CLI flags, the environment
+(``GLMKIT_*``), ``$GLMKIT_HOME/config.toml``, then the defaults here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+def default_home() -> Path:
+    env = os.environ.get("GLMKIT_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("glmkit"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GLMKIT_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=default_home, description="Where glmkit keeps models, data and logs.")
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Embedded model name, a GGUF path, a checkpoint directory, or openai:URL#name.",
+    )
+    chat_format: str | None = Field(
+        None, description="Force a chat format (chatglm3, jinja); default: chosen from the model."
+    )
+    n_ctx: int = Field(4096, ge=64, le=131072, description="Context window per sequence, in tokens.")
+    n_threads: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+        ge=1,
+        le=256,
+        description="Decode threads (with 2 cores and other load, 1 thread holds up best).",
+    )
+    n_seq_max: int = Field(1, ge=1, le=256, description="Sequences decoded together (server concurrency).")
+    api_key: str | None = Field(None, description="Bearer key for the openai backend (or OPENAI_API_KEY).")
+    request_timeout: float = Field(600.0, gt=0, description="Seconds before a remote request gives up.")
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand(cls, v: Any) -> Any:
+        return Path(v).expanduser() if isinstance(v, (str, Path)) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
