@@ -1,0 +1,1 @@
+"""The model runtime: the ChatModel seam, chat formats, backends and model resolution."""

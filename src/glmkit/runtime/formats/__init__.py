@@ -1,0 +1,1 @@
+"""Chat formats (chatglm3, GGUF/HF jinja templates) and tool-call parsing."""
