@@ -352,6 +352,49 @@ class LlamaEngine:
             raise item
         return item  # type: ignore[no-any-return]
 
+    def logits_together(self, prompts: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Next-token logits after each prompt, all decoded in one batch on their own sequences.
+
+        Tests compare this with :meth:`logits` to check that batching does not mix sequences up.
+        """
+        if not 1 <= len(prompts) <= self.n_seq_max:
+            raise InvalidRequestError(f"logits_together takes 1..{self.n_seq_max} prompts")
+        if sum(len(p) for p in prompts) > self.n_batch:
+            raise InvalidRequestError(f"logits_together: prompts exceed n_batch={self.n_batch}")
+        result: queue.Queue[Any] = queue.Queue()
+
+        def job() -> None:
+            try:
+                if any(s.req is not None for s in self._slots):
+                    raise BackendError("logits_together() needs an idle engine")
+                n = 0
+                rows = []
+                for k, toks in enumerate(prompts):
+                    seq = self._slots[k].seq_id
+                    self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                    self._slots[k].cached = []
+                    for j, t in enumerate(toks):
+                        self._put(self._batch, n, t, j, seq, j == len(toks) - 1)
+                        n += 1
+                    rows.append(n - 1)
+                self._batch.n_tokens = n
+                rc = self._lc.llama_decode(self._ctx, self._batch)
+                if rc != 0:
+                    raise BackendError(f"llama_decode returned {rc}")
+                out = []
+                for i in rows:
+                    ptr = self._lc.llama_get_logits_ith(self._ctx, i)
+                    out.append(list(ptr[: self.n_vocab]))
+                result.put(out)
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                result.put(e)
+
+        self._incoming.put(job)  # type: ignore[arg-type]
+        item = result.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
     # -- the worker -----------------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
