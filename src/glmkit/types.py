@@ -65,6 +65,10 @@ class SamplingParams:
     repetition_penalty: float | None = None
     seed: int | None = None
     detect_loops: bool = True
+    # Constrained decoding (a JSON schema, any JSON object, or backend grammar text); backends that cannot
+    # constrain ignore it, and ``EngineChatModel`` says so through ``constraint_supported``.
+    constraint: Constraint | None = None
+    logprobs: int | None = None  # top alternatives per token to report (0 = just the chosen token's)
 
     DEFAULT_TEMPERATURE = 0.8
     DEFAULT_TOP_P = 0.8
@@ -93,9 +97,42 @@ class SamplingParams:
         seed = 0 if self.seed is None else self.seed
         if seed < 0:
             raise InvalidRequestError(f"seed must be >= 0, got {seed}", param="seed")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise InvalidRequestError(
+                f"top_logprobs must be within [0, 20], got {self.logprobs}", param="top_logprobs"
+            )
         return ResolvedSampling(
-            t, p, k, rp, mt, tuple(self.stop), seed, self.detect_loops, self.seed is not None
+            t,
+            p,
+            k,
+            rp,
+            mt,
+            tuple(self.stop),
+            seed,
+            self.detect_loops,
+            self.seed is not None,
+            self.constraint,
+            self.logprobs,
         )
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What the reply must match: ``json_schema`` (value = the schema as JSON text), ``json_object`` (any
+    JSON object) or ``gbnf`` (value = llama.cpp grammar text)."""
+
+    kind: Literal["json_schema", "json_object", "gbnf"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class NamedTool:
+    """``tool_choice`` naming one function."""
+
+    name: str
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedTool
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,8 @@ class ResolvedSampling:
     # An explicit seed asks for the same text from the same request: backends then avoid shortcuts (such
     # as reusing a cached prompt prefix) whose different batch shapes shift logits by float rounding.
     reproducible: bool = False
+    constraint: Constraint | None = None
+    logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -145,6 +184,23 @@ class FinishDelta:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of one generated token, with the top alternatives when asked for."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class LogprobDelta:
+    """Log-probabilities of the tokens behind the text streamed since the last one (chosen tokens only)."""
+
+    tokens: tuple[TokenLogprob, ...]
+
+
+@dataclass(frozen=True)
 class UsageDelta:
     prompt_tokens: int
     completion_tokens: int
@@ -154,7 +210,7 @@ class UsageDelta:
         return self.prompt_tokens + self.completion_tokens
 
 
-Delta = TextDelta | ToolCallDelta | ToolCallErrorDelta | FinishDelta | UsageDelta
+Delta = TextDelta | ToolCallDelta | ToolCallErrorDelta | FinishDelta | UsageDelta | LogprobDelta
 
 
 class CancelToken:

@@ -36,7 +36,17 @@ def test_chatglm3_render_text_and_ids() -> None:
     assert fmt.render_text(msgs, []) == "[gMASK]sop<|system|>\n你是助手<|user|>\n你好<|assistant|>"
     s = tok.special
     assert fmt.render_ids(msgs, [], tok) == (
-        [s["[gMASK]"], s["sop"], s["<|system|>"], *tok.encode("\n"), *tok.encode("你是助手"), s["<|user|>"], *tok.encode("\n"), *tok.encode("你好"), s["<|assistant|>"]]
+        [
+            s["[gMASK]"],
+            s["sop"],
+            s["<|system|>"],
+            *tok.encode("\n"),
+            *tok.encode("你是助手"),
+            s["<|user|>"],
+            *tok.encode("\n"),
+            *tok.encode("你好"),
+            s["<|assistant|>"],
+        ]
     )
 
 

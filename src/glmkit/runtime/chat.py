@@ -6,6 +6,7 @@ token through the stop-string scanner, the loop detector and the format's reply 
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -13,7 +14,7 @@ from dataclasses import replace
 from glmkit.errors import ContextOverflowError, InvalidRequestError
 from glmkit.runtime.formats.base import ChatFormat, IncrementalDecoder
 from glmkit.runtime.guards import LoopDetector, StopScanner
-from glmkit.runtime.protocol import TokenEngine
+from glmkit.runtime.protocol import Scored, TokenEngine, Tokenizer
 from glmkit.types import (
     ROLES,
     CancelToken,
@@ -21,15 +22,21 @@ from glmkit.types import (
     Delta,
     FinishDelta,
     FinishReason,
+    LogprobDelta,
     Message,
+    NamedTool,
     ResolvedSampling,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
     Tool,
     ToolCallDelta,
     ToolCallErrorDelta,
+    ToolChoice,
     UsageDelta,
 )
+
+log = logging.getLogger(__name__)
 
 
 def validate_messages(messages: Sequence[Message]) -> None:
@@ -73,8 +80,21 @@ class EngineChatModel:
         tools: Sequence[Tool] = (),
         params: SamplingParams | None = None,
         cancel: CancelToken | None = None,
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[Delta]:
         sampling = (params or SamplingParams()).resolved()
+        tools = select_tools(tools, tool_choice)
+        if tool_choice not in ("auto", "none") and tools:
+            # "required" or a named function: the whole reply is forced to be one call, by grammar
+            sampling = replace(sampling, constraint=self.format.forced_call_constraint(tools))
+        features = self.engine.info.features
+        if sampling.constraint is not None and "grammar" not in features:
+            log.warning("%s cannot constrain decoding: the reply is not guaranteed to match", self.name)
+            sampling = replace(sampling, constraint=None)
+        if sampling.logprobs is not None and "logprobs" not in features:
+            raise InvalidRequestError(
+                f"the {self.engine.info.backend} backend does not report logprobs", param="logprobs"
+            )
         ids = self.prompt_ids(messages, tools)
         n_ctx = self.engine.info.n_ctx
         room = n_ctx - len(ids)
@@ -104,10 +124,20 @@ class EngineChatModel:
         loops = LoopDetector() if sampling.detect_loops else None
         n = 0
         reason: FinishReason = "stop"
-        for tid in self.engine.generate(ids, sampling, self.format.stop_ids(tok), cancel):
+        scored: list[TokenLogprob] = []
+        for item in self.engine.generate(ids, sampling, self.format.stop_ids(tok), cancel):
             n += 1
+            if isinstance(item, Scored):
+                tid = item.token
+                scored.append(_token_logprob(tok, item))
+            else:
+                tid = item
             text = stops.feed(decoder.feed(tid))
-            yield from _with_ids(parser.feed(tid, text))
+            out = _with_ids(parser.feed(tid, text))
+            if scored and any(isinstance(d, TextDelta) for d in out):
+                yield LogprobDelta(tuple(scored))
+                scored = []
+            yield from out
             if stops.stopped:
                 break
             if loops is not None and loops.feed(tid):
@@ -123,6 +153,8 @@ class EngineChatModel:
             if tail:
                 yield from _with_ids(parser.feed(-1, tail))
         yield from _with_ids(parser.finish())
+        if scored:
+            yield LogprobDelta(tuple(scored))
         if reason == "stop" and parser.called_tools:
             reason = "tool_calls"
         yield UsageDelta(prompt_tokens=len(ids), completion_tokens=n)
@@ -130,6 +162,39 @@ class EngineChatModel:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def select_tools(tools: Sequence[Tool], choice: ToolChoice) -> Sequence[Tool]:
+    """The tools a reply may call under OpenAI's ``tool_choice``.
+
+    ``none`` drops them from the prompt too: a small model shown tools calls them even when told not to."""
+    if choice == "none":
+        return ()
+    if isinstance(choice, NamedTool):
+        named = [t for t in tools if t.name == choice.name]
+        if not named:
+            known = ", ".join(t.name for t in tools) or "none were given"
+            raise InvalidRequestError(
+                f"tool_choice names function {choice.name!r}, which is not among the tools ({known})",
+                param="tool_choice",
+            )
+        return named
+    if choice == "required" and not tools:
+        raise InvalidRequestError("tool_choice 'required' needs at least one tool", param="tool_choice")
+    return tools
+
+
+def _token_logprob(tok: Tokenizer, s: Scored) -> TokenLogprob:
+    def piece(t: int) -> tuple[str, tuple[int, ...]]:
+        b = tok.decode_bytes([t])
+        return b.decode("utf-8", "replace"), tuple(b)
+
+    text, raw = piece(s.token)
+    top = []
+    for t, lp in s.top:
+        alt, alt_raw = piece(t)
+        top.append((alt, lp, alt_raw))
+    return TokenLogprob(text, s.logprob, raw, tuple(top))
 
 
 def _with_ids(deltas: list[Delta]) -> list[Delta]:

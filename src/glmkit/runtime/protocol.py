@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from glmkit.types import CancelToken, Delta, Message, ResolvedSampling, SamplingParams, Tool
+from glmkit.types import CancelToken, Delta, Message, ResolvedSampling, SamplingParams, Tool, ToolChoice
 
 
 class Tokenizer(Protocol):
@@ -52,6 +52,17 @@ class EngineInfo:
     architecture: str = ""
     chat_template: str | None = None
     size_bytes: int = 0
+    # "grammar" (honours sampling.constraint), "logprobs" (yields Scored), "batching"
+    features: frozenset[str] = frozenset()
+
+
+class Scored(NamedTuple):
+    """A generated id with its log-probability and the top alternatives, yielded instead of a bare id when
+    ``sampling.logprobs`` is set and the engine can score."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
 
 
 class TokenEngine(Protocol):
@@ -67,8 +78,11 @@ class TokenEngine(Protocol):
         sampling: ResolvedSampling,
         stop_ids: frozenset[int],
         cancel: CancelToken | None = None,
-    ) -> Iterator[int]:
-        """Yield sampled ids until a stop id (not yielded), ``max_tokens`` or cancellation."""
+    ) -> Iterator[int | Scored]:
+        """Yield sampled ids until a stop id (not yielded), ``max_tokens`` or cancellation.
+
+        Engines that can constrain decoding (``sampling.constraint``) or score tokens
+        (``sampling.logprobs``, yielding :class:`Scored`) say so in ``EngineInfo.features``."""
         ...
 
     def close(self) -> None: ...
@@ -85,6 +99,7 @@ class ChatModel(Protocol):
         tools: Sequence[Tool] = (),
         params: SamplingParams | None = None,
         cancel: CancelToken | None = None,
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[Delta]:
         """Stream a reply: TextDelta*, ToolCallDelta*/ToolCallErrorDelta*, then UsageDelta, FinishDelta."""
         ...

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from glmkit.errors import (
     BackendError,
     CancelledError,
@@ -28,8 +30,8 @@ from glmkit.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from glmkit.runtime.protocol import EngineInfo
-from glmkit.types import CancelToken, ResolvedSampling
+from glmkit.runtime.protocol import EngineInfo, Scored
+from glmkit.types import CancelToken, Constraint, ResolvedSampling
 
 log = logging.getLogger(__name__)
 PENALTY_LAST_N = 64
@@ -171,6 +173,7 @@ class _Request:
     cancel: CancelToken | None
     out: queue.Queue[Any] = field(default_factory=queue.Queue)
     abandoned: bool = False
+    grammar: Any = None  # a llama_sampler (grammar), made on the caller's thread so errors reach it
 
 
 @dataclass
@@ -251,6 +254,7 @@ class LlamaEngine:
             architecture=arch,
             chat_template=tmpl.decode("utf-8") if tmpl else None,
             size_bytes=p.stat().st_size,
+            features=frozenset({"grammar", "logprobs", "batching"}),
         )
         self.bos_text = self._special_text(lc.llama_vocab_bos(self._vocab))
         self.eos_text = self._special_text(lc.llama_vocab_eos(self._vocab))
@@ -286,7 +290,7 @@ class LlamaEngine:
         sampling: ResolvedSampling,
         stop_ids: frozenset[int],
         cancel: CancelToken | None = None,
-    ) -> Iterator[int]:
+    ) -> Iterator[int | Scored]:
         if self._closed:
             raise ModelLoadError(f"model {self.info.name} is closed")
         if not prompt_ids:
@@ -299,9 +303,40 @@ class LlamaEngine:
         if bad:
             raise InvalidRequestError(f"prompt has token ids outside the vocabulary: {bad[:5]}")
         req = _Request(list(prompt_ids), sampling, stop_ids, cancel)
+        if sampling.constraint is not None:
+            req.grammar = self._grammar(sampling.constraint)
         return self._stream(req)
 
-    def _stream(self, req: _Request) -> Iterator[int]:
+    def _grammar(self, c: Constraint) -> Any:
+        """A llama.cpp grammar sampler for a constraint; a schema it cannot take is the caller's error."""
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+        if c.kind == "json_object":
+            text = JSON_GBNF
+        elif c.kind == "json_schema":
+            try:
+                text = json_schema_to_gbnf(c.value)
+            except Exception as e:  # noqa: BLE001 - the converter raises bare Exceptions on bad schemas
+                raise InvalidRequestError(
+                    f"the JSON schema cannot be turned into a grammar: {e}", param="response_format"
+                ) from None
+        else:
+            text = c.value
+        g = self._lc.llama_sampler_init_grammar(self._vocab, text.encode(), b"root")
+        if not g:
+            raise InvalidRequestError("the grammar does not parse (llama.cpp rejected it)", param="grammar")
+        return g
+
+    def stats(self) -> dict[str, int]:
+        """Sequences decoding now and requests waiting for a slot (read without locking: a snapshot)."""
+        active = sum(1 for s in self._slots if s.req is not None)
+        return {
+            "active": active,
+            "waiting": len(self._waiting) + self._incoming.qsize(),
+            "slots": len(self._slots),
+        }
+
+    def _stream(self, req: _Request) -> Iterator[int | Scored]:
         self._incoming.put(req)
         try:
             while True:
@@ -411,6 +446,7 @@ class LlamaEngine:
                     for s in self._slots:
                         self._finish(s, CancelledError("the model is shutting down"))
                     for r in self._waiting:
+                        self._drop_grammar(r)
                         r.out.put(CancelledError("the model is shutting down"))
                         r.out.put(_END)
                     return
@@ -435,6 +471,7 @@ class LlamaEngine:
                 return
             req = self._waiting.pop(0)
             if req.abandoned or (req.cancel is not None and req.cancel.cancelled):
+                self._drop_grammar(req)
                 req.out.put(_END)
                 continue
             slot = max(free, key=lambda s: _common_prefix(s.cached, req.prompt))
@@ -443,11 +480,14 @@ class LlamaEngine:
             self._lc.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1)
             slot.cached = slot.cached[:keep]
             slot.req, slot.pending, slot.generated, slot.last = req, req.prompt[keep:], 0, -1
-            slot.sampler = self._make_sampler(req.sampling, req.prompt)
+            slot.sampler = self._make_sampler(req.sampling, req.prompt, req.grammar)
+            req.grammar = None  # the chain owns it now
 
-    def _make_sampler(self, s: ResolvedSampling, prompt: list[int]) -> Any:
+    def _make_sampler(self, s: ResolvedSampling, prompt: list[int], grammar: Any = None) -> Any:
         lc = self._lc
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if grammar is not None:
+            lc.llama_sampler_chain_add(chain, grammar)
         if s.repetition_penalty != 1.0:
             pen = lc.llama_sampler_init_penalties(
                 self.n_vocab, PENALTY_LAST_N, s.repetition_penalty, 0.0, 0.0
@@ -464,6 +504,11 @@ class LlamaEngine:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(s.temperature))
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
         return chain
+
+    def _drop_grammar(self, req: _Request) -> None:
+        if req.grammar is not None:
+            self._lc.llama_sampler_free(req.grammar)
+            req.grammar = None
 
     def _finish(self, slot: _Slot, error: BaseException | None = None) -> None:
         req = slot.req
@@ -518,11 +563,15 @@ class LlamaEngine:
         for s, i in rows:
             req = s.req
             assert req is not None
+            raw = None
+            if req.sampling.logprobs is not None:
+                raw = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,))
+                raw = raw.astype(np.float64)
             tid = lc.llama_sampler_sample(s.sampler, self._ctx, i)
             if tid in req.stop_ids or lc.llama_vocab_is_eog(self._vocab, tid):
                 self._finish(s)
                 continue
-            req.out.put(tid)
+            req.out.put(tid if raw is None else _score(raw, tid, req.sampling.logprobs or 0))
             s.generated += 1
             s.last = tid
             if s.generated >= req.sampling.max_tokens or len(s.cached) + 1 >= self.info.n_ctx:
@@ -544,6 +593,17 @@ class LlamaEngine:
             rc = self._lc.llama_decode(self._ctx, self._batch)
             if rc != 0:
                 raise BackendError(f"llama_decode returned {rc}")
+
+
+def _score(logits: Any, tid: int, k: int) -> Scored:
+    m = float(logits.max())
+    lse = m + float(np.log(np.exp(logits - m).sum()))
+    top: tuple[tuple[int, float], ...] = ()
+    if k > 0:
+        idx = np.argpartition(-logits, k)[:k]
+        idx = idx[np.argsort(-logits[idx])]
+        top = tuple((int(j), float(logits[j]) - lse) for j in idx)
+    return Scored(tid, float(logits[tid]) - lse, top)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from glmkit.errors import BackendError, GlmkitError, InvalidRequestError, ModelNotFoundError
-from glmkit.runtime.chat import validate_messages
+from glmkit.runtime.chat import select_tools, validate_messages
 from glmkit.runtime.formats.base import ChatFormat, get_format
 from glmkit.runtime.formats.chatglm3 import SPECIAL_TOKENS
 from glmkit.types import (
@@ -27,12 +27,14 @@ from glmkit.types import (
     FinishDelta,
     FinishReason,
     Message,
+    NamedTool,
     SamplingParams,
     TextDelta,
     Tool,
     ToolCall,
     ToolCallDelta,
     ToolCallErrorDelta,
+    ToolChoice,
     UsageDelta,
 )
 
@@ -116,9 +118,11 @@ class OpenAIChatModel:
         tools: Sequence[Tool] = (),
         params: SamplingParams | None = None,
         cancel: CancelToken | None = None,
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[Delta]:
         validate_messages(messages)
         s = (params or SamplingParams()).resolved()
+        tools = select_tools(tools, tool_choice)
         body: dict[str, Any] = {
             "model": self.name,
             "stream": True,
@@ -136,6 +140,19 @@ class OpenAIChatModel:
             body["stream_options"] = {"include_usage": True}
             if tools:
                 body["tools"] = [{"type": "function", "function": t.as_dict()} for t in tools]
+                if isinstance(tool_choice, NamedTool):
+                    body["tool_choice"] = {"type": "function", "function": {"name": tool_choice.name}}
+                elif tool_choice == "required":
+                    body["tool_choice"] = "required"
+            c = s.constraint
+            if c is not None and c.kind == "json_object":
+                body["response_format"] = {"type": "json_object"}
+            elif c is not None and c.kind == "json_schema":
+                schema = json.loads(c.value)
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "reply", "schema": schema},
+                }
             return self._chat(body, cancel)
         body["prompt"] = self.format.render_text(messages, tools)
         body["stop"] = [*body.get("stop", []), "<|user|>", "<|observation|>"]

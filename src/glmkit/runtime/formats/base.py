@@ -12,7 +12,7 @@ from typing import Protocol
 
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.protocol import Tokenizer
-from glmkit.types import Delta, Message, Tool
+from glmkit.types import Constraint, Delta, Message, Tool
 
 
 class ReplyParser(Protocol):
@@ -38,6 +38,10 @@ class ChatFormat(Protocol):
     def stop_ids(self, tok: Tokenizer) -> frozenset[int]: ...
 
     def parser(self, tools: Sequence[Tool], tok: Tokenizer) -> ReplyParser: ...
+
+    def forced_call_constraint(self, tools: Sequence[Tool]) -> Constraint:
+        """A constraint under which the whole reply is one call of one of ``tools`` in this format."""
+        ...
 
 
 FormatFactory = Callable[..., ChatFormat]

@@ -17,6 +17,7 @@ from glmkit.runtime.formats.base import ReplyParser, register_format
 from glmkit.runtime.formats.tools import check_call, parse_chatglm3_call, render_chatglm3_call, strip_fence
 from glmkit.runtime.protocol import Tokenizer
 from glmkit.types import (
+    Constraint,
     Delta,
     Message,
     TextDelta,
@@ -95,8 +96,30 @@ class ChatGLM3Format:
     def stop_ids(self, tok: Tokenizer) -> frozenset[int]:
         return frozenset({EOS_ID, self._special(tok, "<|user|>"), self._special(tok, "<|observation|>")})
 
+    def forced_call_constraint(self, tools: Sequence[Tool]) -> Constraint:
+        """ChatGLM3's call turn: ``NAME\n```python\ntool_call(k=v, …)\n```` with Python literal values."""
+        names = " | ".join(_gbnf_literal(t.name) for t in tools)
+        return Constraint("gbnf", _CHATGLM3_CALL_GBNF.replace("NAMES", names))
+
     def parser(self, tools: Sequence[Tool], tok: Tokenizer) -> ReplyParser:
         return ChatGLM3Parser(tools, self._special(tok, "<|assistant|>"))
+
+
+_CHATGLM3_CALL_GBNF = r"""
+root   ::= " "? name "\n" "```python\n" "tool_call(" args? ")\n```"
+name   ::= NAMES
+args   ::= kv ("," " "? kv)*
+kv     ::= [a-zA-Z_] [a-zA-Z0-9_]* "=" value
+value  ::= string | number | "True" | "False" | "None" | list | dict
+string ::= "\"" ([^"\\\n] | "\\" ["\\/bfnrtu])* "\"" | "'" ([^'\\\n] | "\\" ['\\])* "'"
+number ::= "-"? [0-9]+ ("." [0-9]+)?
+list   ::= "[" (value ("," " "? value)*)? "]"
+dict   ::= "{" (string ":" " "? value ("," " "? string ":" " "? value)*)? "}"
+"""
+
+
+def _gbnf_literal(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 @register_format("chatglm3")

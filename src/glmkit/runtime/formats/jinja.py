@@ -27,7 +27,7 @@ from glmkit.errors import InvalidRequestError, ModelLoadError, ToolCallParseErro
 from glmkit.runtime.formats.base import ReplyParser, register_format
 from glmkit.runtime.formats.tools import check_call, parse_json_calls
 from glmkit.runtime.protocol import Tokenizer
-from glmkit.types import Delta, Message, TextDelta, Tool, ToolCallDelta, ToolCallErrorDelta
+from glmkit.types import Constraint, Delta, Message, TextDelta, Tool, ToolCallDelta, ToolCallErrorDelta
 
 OBSERVATION_PROMPT = "工具 {name} 返回的结果：\n{content}\n\n请根据这个结果回答我之前的问题。"
 
@@ -150,6 +150,11 @@ class JinjaFormat:
             ids.add(i)
         return frozenset(ids)
 
+    def forced_call_constraint(self, tools: Sequence[Tool]) -> Constraint:
+        """A bare ``{"name": …, "arguments": …}`` object (what small Qwen models write; the parser takes it),
+        as an ``anyOf`` over the tools so the arguments follow the chosen tool's schema."""
+        return Constraint("json_schema", json.dumps(forced_call_schema(tools), ensure_ascii=False))
+
     def parser(self, tools: Sequence[Tool], tok: Tokenizer) -> ReplyParser:
         return JsonToolParser(tools)
 
@@ -243,3 +248,16 @@ def _partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:n]):
             return n
     return 0
+
+
+def forced_call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
+    """JSON schema of one call to one of ``tools``: ``{"name": <const>, "arguments": <its parameters>}``."""
+    options = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": t.name}, "arguments": t.parameters or {"type": "object"}},
+            "required": ["name", "arguments"],
+        }
+        for t in tools
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
