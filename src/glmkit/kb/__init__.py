@@ -1,0 +1,1 @@
+"""The knowledge base: loaders, splitter, embedder, stores, retriever."""

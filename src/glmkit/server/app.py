@@ -1,0 +1,273 @@
+"""The FastAPI app factory. State (model, keys, limiter, metrics) is built in the lifespan, never at import.
+
+``create_app(settings)`` loads the configured model with ``settings.parallel`` sequences and closes it at
+shutdown, after uvicorn has drained in-flight requests; ``create_app(settings, chat_model=m)`` serves a
+model the caller owns (tests, embedding glmkit in another app)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from glmkit.errors import GlmkitError, InvalidRequestError, PayloadTooLargeError, RateLimitError
+from glmkit.kb.embed import Embedder
+from glmkit.runtime.protocol import ChatModel
+from glmkit.server.auth import KeyStore, RateLimiter
+from glmkit.server.metrics import Metrics
+from glmkit.server.state import AppState, authorize, get_state
+from glmkit.settings import Settings
+
+log = logging.getLogger(__name__)
+CONSOLE = Path(__file__).parent / "console"
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    chat_model: ChatModel | None = None,
+    embedder: Embedder | None = None,
+    keys: KeyStore | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    keystore = keys if keys is not None else KeyStore(settings.home / "api_keys.json")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns = chat_model is None
+        if owns:
+            from glmkit.runtime.models import load_chat_model
+
+            s = settings.model_copy(update={"n_seq_max": settings.parallel})
+            model: ChatModel = await asyncio.to_thread(load_chat_model, settings=s)
+        else:
+            model = chat_model  # type: ignore[assignment]
+        state = AppState(settings, model, keystore, RateLimiter(settings.rate_limit_rpm), Metrics(), embedder)
+        state.metrics._stats = state.engine_stats
+        app.state.glmkit = state
+        try:
+            yield
+        finally:
+            state.draining = True
+            if owns:
+                await asyncio.to_thread(model.close)
+
+    app = FastAPI(
+        title="glmkit",
+        description="OpenAI-compatible API and web console for ChatGLM3-family models.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(GlmkitError)
+    async def _glmkit_error(request: Request, e: GlmkitError) -> JSONResponse:
+        headers = {}
+        if isinstance(e, RateLimitError):
+            headers["Retry-After"] = str(max(1, round(e.retry_after)))
+        if e.status >= 500:
+            log.warning("%s %s -> %s: %s", request.method, request.url.path, e.status, e.message)
+        return JSONResponse(
+            error_body(e.message, e.type, e.code, e.param), status_code=e.status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+        errs = e.errors()
+        first = errs[0] if errs else {}
+        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        param = ".".join(loc) or None
+        if first.get("type") == "json_invalid":
+            return JSONResponse(
+                error_body(
+                    f"the request body is not valid JSON: {first.get('msg', '')}",
+                    "invalid_request_error",
+                    "invalid_json",
+                ),
+                status_code=400,
+            )
+        if first.get("type") == "extra_forbidden":
+            msg = f"unrecognized request argument: {param}"
+            return JSONResponse(
+                error_body(msg, "invalid_request_error", "unknown_parameter", param), status_code=400
+            )
+        if not loc and first.get("type") in ("model_attributes_type", "dict_type"):
+            return JSONResponse(
+                error_body("the request body must be a JSON object", "invalid_request_error", "invalid_json"),
+                status_code=400,
+            )
+        if first.get("type") == "missing" and not loc:
+            return JSONResponse(
+                error_body("the request needs a JSON body", "invalid_request_error", "invalid_json"),
+                status_code=400,
+            )
+        msg = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
+        if len(errs) > 1:
+            msg += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
+        return JSONResponse(error_body(msg, "invalid_request_error", "invalid_value", param), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        msg = str(e.detail)
+        if e.status_code == 404:
+            msg = f"no route {request.method} {request.url.path}"
+        return JSONResponse(error_body(msg, "invalid_request_error", code), status_code=e.status_code)
+
+    from glmkit.server.routes.openai import router as openai_router
+
+    app.include_router(openai_router)
+
+    @app.get("/health")
+    async def health(request: Request) -> Any:
+        state = get_state(request)
+        return {
+            "status": "draining" if state.draining else "ok",
+            "model": state.chat.name,
+            "uptime_s": round(time.time() - state.started, 1),
+            **state.engine_stats(),
+        }
+
+    @app.get("/metrics", dependencies=[])
+    async def metrics(request: Request) -> Response:
+        await authorize(request)
+        return Response(get_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+    if CONSOLE.is_dir():
+        app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(CONSOLE / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes``: at once from Content-Length, or while reading a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    n = int(v)
+                except ValueError:
+                    n = -1
+                if n < 0 or n > self.max_bytes:
+                    await _send_json(send, 413 if n > 0 else 400, _too_large(self.max_bytes, n))
+                    return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLargeError(
+                        f"request body is over the server's limit of {self.max_bytes} bytes"
+                    )
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int, n: int) -> dict[str, Any]:
+    if n < 0:
+        return error_body("Content-Length is not a valid number", "invalid_request_error", "invalid_request")
+    return error_body(
+        f"request body of {n} bytes is over the server's limit of {limit} bytes",
+        "invalid_request_error",
+        "payload_too_large",
+    )
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+class MetricsMiddleware:
+    """Counts requests by route template and status, and times them (streams: until the last byte)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.monotonic()
+        status = 500
+        state: AppState | None = getattr(scope["app"].state, "glmkit", None) if "app" in scope else None
+
+        async def watch(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        if state is not None:
+            state.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if state is not None:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or "other"
+                state.metrics.in_flight.dec()
+                state.metrics.requests.labels(path, str(status)).inc()
+                state.metrics.latency.labels(path).observe(time.monotonic() - start)
+
+
+__all__ = ["InvalidRequestError", "create_app", "is_loopback"]

@@ -1,0 +1,1196 @@
+/* glmkit web console: plain hand-written JavaScript, no build step, no dependencies, no external URLs.
+ *
+ * Structure
+ *   - `tabs`: one entry per top tab; each owns one <section class="tab-panel" data-tab="ID"> in index.html
+ *     and an `init()` called once on page load. Only "chat" exists today; add 知识库 / 客服 / 摘要 / 生成 the
+ *     same way.
+ *   - Markdown: `renderMarkdown()` escapes every piece of text BEFORE adding markup, so model output can
+ *     never inject HTML; links are only made for http(s) URLs.
+ *   - API: OpenAI-compatible endpoints of the glmkit server (`GET /v1/models`,
+ *     `POST /v1/chat/completions` streamed as SSE), with an optional `Authorization: Bearer KEY`.
+ *   - Storage: conversations, settings and the API key live in localStorage (this browser only).
+ */
+(function () {
+  "use strict";
+
+  // ------------------------------------------------------------------------------------------------
+  // Storage
+  // ------------------------------------------------------------------------------------------------
+  var STORE = {
+    conversations: "glmkit.console.conversations.v1",
+    current: "glmkit.console.current.v1",
+    settings: "glmkit.console.settings.v1",
+    apiKey: "glmkit.console.apiKey",
+  };
+
+  function loadJson(key, fallback) {
+    try {
+      var raw = window.localStorage.getItem(key);
+      if (raw == null) return fallback;
+      var v = JSON.parse(raw);
+      return v == null ? fallback : v;
+    } catch (e) {
+      return fallback;
+    }
+  }
+
+  function saveJson(key, value) {
+    try {
+      window.localStorage.setItem(key, JSON.stringify(value));
+      return true;
+    } catch (e) {
+      return false; // quota exceeded or storage disabled: keep working in memory
+    }
+  }
+
+  function loadString(key) {
+    try {
+      return window.localStorage.getItem(key) || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function saveString(key, value) {
+    try {
+      if (value) window.localStorage.setItem(key, value);
+      else window.localStorage.removeItem(key);
+    } catch (e) {
+      /* ignore */
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Small helpers
+  // ------------------------------------------------------------------------------------------------
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === "className") node.className = attrs[k];
+        else node.setAttribute(k, attrs[k]);
+      });
+    }
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function uid(prefix) {
+    return (prefix || "") + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  }
+
+  var toastTimer = null;
+  function toast(text) {
+    var t = document.querySelector(".toast");
+    if (!t) {
+      t = el("div", { className: "toast", role: "status" });
+      document.body.appendChild(t);
+    }
+    t.textContent = text;
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(function () {
+      t.hidden = true;
+    }, 1400);
+  }
+
+  /** Copy text: async Clipboard API when allowed, else a hidden <textarea> + execCommand("copy"). */
+  function copyText(text) {
+    function fallback() {
+      return new Promise(function (resolve, reject) {
+        var ta = document.createElement("textarea");
+        ta.value = text;
+        ta.setAttribute("readonly", "");
+        ta.style.position = "fixed";
+        ta.style.top = "-1000px";
+        ta.style.opacity = "0";
+        document.body.appendChild(ta);
+        ta.select();
+        var ok = false;
+        try {
+          ok = document.execCommand("copy");
+        } catch (e) {
+          ok = false;
+        }
+        document.body.removeChild(ta);
+        if (ok) resolve();
+        else reject(new Error("copy failed"));
+      });
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).catch(fallback);
+    }
+    return fallback();
+  }
+
+  function flashButton(btn, text) {
+    var old = btn.getAttribute("data-label") || btn.textContent;
+    btn.setAttribute("data-label", old);
+    btn.textContent = text;
+    setTimeout(function () {
+      btn.textContent = old;
+    }, 1200);
+  }
+
+  function copyWithFeedback(btn, text) {
+    copyText(text).then(
+      function () {
+        flashButton(btn, "已复制");
+      },
+      function () {
+        flashButton(btn, "复制失败");
+      }
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Markdown (safe): escape first, then add a small, fixed set of tags.
+  // ------------------------------------------------------------------------------------------------
+  var ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  function escapeHtml(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return ESC[c];
+    });
+  }
+
+  var HOLD = "\u0000"; // placeholder delimiter; stripped from input so it cannot be forged
+
+  function anchor(hrefEscaped, labelHtml) {
+    return '<a href="' + hrefEscaped + '" target="_blank" rel="noopener noreferrer nofollow">' + labelHtml + "</a>";
+  }
+
+  /** bold / italic / strikethrough on an already escaped string */
+  function emphasis(s) {
+    s = s.replace(/\*\*(?=\S)([\s\S]*?\S)\*\*/g, "<strong>$1</strong>");
+    s = s.replace(/(^|[^\w])__(?=\S)([\s\S]*?\S)__(?!\w)/g, "$1<strong>$2</strong>");
+    s = s.replace(/\*(?=[^\s*])([^*\n]*?[^\s*])\*/g, "<em>$1</em>");
+    s = s.replace(/(^|[^\w])_(?=[^\s_])([^_\n]*?[^\s_])_(?!\w)/g, "$1<em>$2</em>");
+    s = s.replace(/~~(?=\S)([\s\S]*?\S)~~/g, "<del>$1</del>");
+    return s;
+  }
+
+  /** One line (or a few joined lines) of inline markdown -> HTML. */
+  function renderInline(raw) {
+    var slots = [];
+    function hold(html) {
+      return HOLD + (slots.push(html) - 1) + HOLD;
+    }
+    var s = escapeHtml(String(raw).split(HOLD).join(""));
+    // inline code first: nothing inside is interpreted
+    s = s.replace(/``([^`]|[^`][\s\S]*?[^`])``/g, function (m, code) {
+      return hold('<code class="inline">' + code.trim() + "</code>");
+    });
+    s = s.replace(/`([^`\n]+)`/g, function (m, code) {
+      return hold('<code class="inline">' + code + "</code>");
+    });
+    // [label](http(s)://url) -- other schemes (javascript:, data:, ...) stay plain text
+    s = s.replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)(?:\s+&quot;[^\n]*?&quot;)?\)/gi, function (m, label, url) {
+      return hold(anchor(url, emphasis(label)));
+    });
+    // bare http(s) URLs; the text is escaped, so stop at entities and at non-ASCII (e.g. 。)
+    s = s.replace(/https?:\/\/[A-Za-z0-9\-._~:/?#[\]@!$&()*+,;=%]+/gi, function (url) {
+      var tail = "";
+      var ent = url.search(/&(?:lt|gt|quot|#39);/);
+      if (ent >= 0) {
+        tail = url.slice(ent);
+        url = url.slice(0, ent);
+      }
+      var trail = url.match(/[.,;:!?)\]]+$/);
+      if (trail) {
+        tail = trail[0] + tail;
+        url = url.slice(0, -trail[0].length);
+      }
+      if (!/^https?:\/\/[^/]+/i.test(url)) return url + tail;
+      return hold(anchor(url, url)) + tail;
+    });
+    s = emphasis(s);
+    var guard = 0;
+    var re = new RegExp(HOLD + "(\\d+)" + HOLD, "g");
+    while (s.indexOf(HOLD) >= 0 && guard++ < 8) {
+      s = s.replace(re, function (m, i) {
+        return slots[+i] == null ? "" : slots[+i];
+      });
+    }
+    return s.split(HOLD).join("");
+  }
+
+  var RE_FENCE = /^(\s*)(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$/;
+  var RE_HEADING = /^\s{0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$/;
+  var RE_HR = /^\s{0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
+  var RE_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])[ \t]+(.*)$/;
+  var RE_QUOTE = /^\s{0,3}>[ \t]?(.*)$/;
+  var RE_TABLE_SEP = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+
+  function indentOf(line) {
+    var m = line.match(/^[ \t]*/)[0];
+    return m.replace(/\t/g, "    ").length;
+  }
+
+  function dedent(lines) {
+    var min = Infinity;
+    lines.forEach(function (l) {
+      if (l.trim()) min = Math.min(min, indentOf(l));
+    });
+    if (!isFinite(min) || min === 0) return lines;
+    return lines.map(function (l) {
+      return l.replace(/\t/g, "    ").slice(Math.min(min, indentOf(l)));
+    });
+  }
+
+  function codeBlock(code, lang) {
+    var l = String(lang || "")
+      .replace(/[^\w+#.-]/g, "")
+      .slice(0, 24);
+    return (
+      '<div class="code-block"><div class="code-head"><span class="code-lang">' +
+      escapeHtml(l || "text") +
+      '</span><button type="button" class="copy-code" data-testid="copy-code">复制代码</button></div><pre><code' +
+      (l ? ' class="language-' + escapeHtml(l.toLowerCase()) + '"' : "") +
+      ">" +
+      escapeHtml(code) +
+      "</code></pre></div>"
+    );
+  }
+
+  function isFenceClose(line, fence) {
+    var t = line.trim();
+    if (t.length < fence.length || t[0] !== fence[0]) return false;
+    for (var k = 0; k < t.length; k++) if (t[k] !== fence[0]) return false;
+    return true;
+  }
+
+  function splitRow(line) {
+    var t = line.trim();
+    if (t[0] === "|") t = t.slice(1);
+    if (t[t.length - 1] === "|" && t[t.length - 2] !== "\\") t = t.slice(0, -1);
+    return t.split(/(?<!\\)\|/).map(function (c) {
+      return c.trim().replace(/\\\|/g, "|");
+    });
+  }
+
+  function renderTable(header, aligns, rows) {
+    function cell(tag, text, k) {
+      var a = aligns[k];
+      return "<" + tag + (a ? ' style="text-align:' + a + '"' : "") + ">" + renderInline(text) + "</" + tag + ">";
+    }
+    var h = "<table><thead><tr>";
+    header.forEach(function (c, k) {
+      h += cell("th", c, k);
+    });
+    h += "</tr></thead><tbody>";
+    rows.forEach(function (r) {
+      h += "<tr>";
+      for (var k = 0; k < header.length; k++) h += cell("td", r[k] || "", k);
+      h += "</tr>";
+    });
+    return h + "</tbody></table>";
+  }
+
+  function renderList(block, depth) {
+    var base = indentOf(block[0]);
+    var items = [];
+    var fence = null;
+    block.forEach(function (line) {
+      var m = fence ? null : line.match(RE_ITEM);
+      if (m && indentOf(line) <= base + 1 && !RE_HR.test(line)) {
+        var marker = m[2];
+        items.push({ ordered: /\d/.test(marker), num: parseInt(marker, 10), text: m[3], sub: [] });
+        return;
+      }
+      if (items.length) items[items.length - 1].sub.push(line);
+      var f = line.match(RE_FENCE);
+      if (fence) {
+        if (isFenceClose(line, fence)) fence = null;
+      } else if (f) {
+        fence = f[2];
+      }
+    });
+    var html = "";
+    var k = 0;
+    while (k < items.length) {
+      var ordered = items[k].ordered;
+      var run = [];
+      while (k < items.length && items[k].ordered === ordered) run.push(items[k++]);
+      if (ordered) html += run[0].num !== 1 && run[0].num >= 0 ? '<ol start="' + run[0].num + '">' : "<ol>";
+      else html += "<ul>";
+      run.forEach(function (it) {
+        var sub = it.sub.some(function (l) {
+          return l.trim();
+        })
+          ? renderBlocks(dedent(it.sub), depth + 1)
+          : "";
+        html += "<li>" + renderInline(it.text) + sub + "</li>";
+      });
+      html += ordered ? "</ol>" : "</ul>";
+    }
+    return html;
+  }
+
+  function startsBlock(line) {
+    return RE_FENCE.test(line) || RE_HEADING.test(line) || RE_HR.test(line) || RE_ITEM.test(line) || RE_QUOTE.test(line);
+  }
+
+  function renderBlocks(lines, depth) {
+    if (depth > 12) return "<p>" + escapeHtml(lines.join("\n")).replace(/\n/g, "<br>") + "</p>";
+    var out = [];
+    var para = [];
+    function flush() {
+      if (para.length) {
+        out.push("<p>" + para.map(renderInline).join("<br>") + "</p>");
+        para = [];
+      }
+    }
+    var i = 0;
+    while (i < lines.length) {
+      var line = lines[i];
+      var m;
+      if (!line.trim()) {
+        flush();
+        i++;
+        continue;
+      }
+      // fenced code block (an unclosed fence runs to the end: that is what streaming looks like)
+      if ((m = line.match(RE_FENCE))) {
+        flush();
+        var indent = m[1].replace(/\t/g, "    ").length;
+        var fence = m[2];
+        var body = [];
+        i++;
+        while (i < lines.length && !isFenceClose(lines[i], fence)) {
+          var l = lines[i].replace(/\t/g, "    ");
+          body.push(l.slice(Math.min(indent, indentOf(l))));
+          i++;
+        }
+        i++; // closing fence
+        out.push(codeBlock(body.join("\n"), m[3]));
+        continue;
+      }
+      if ((m = line.match(RE_HEADING))) {
+        flush();
+        var n = m[1].length;
+        out.push("<h" + n + ">" + renderInline(m[2]) + "</h" + n + ">");
+        i++;
+        continue;
+      }
+      if (RE_HR.test(line)) {
+        flush();
+        out.push("<hr>");
+        i++;
+        continue;
+      }
+      if (RE_QUOTE.test(line)) {
+        flush();
+        var quoted = [];
+        while (i < lines.length && (m = lines[i].match(RE_QUOTE))) {
+          quoted.push(m[1]);
+          i++;
+        }
+        out.push("<blockquote>" + renderBlocks(quoted, depth + 1) + "</blockquote>");
+        continue;
+      }
+      if (RE_ITEM.test(line)) {
+        flush();
+        var base = indentOf(line);
+        var block = [line];
+        var inFence = null;
+        var f0 = line.match(RE_ITEM)[3].match(RE_FENCE);
+        if (f0) inFence = f0[2];
+        i++;
+        while (i < lines.length) {
+          var cur = lines[i];
+          if (inFence) {
+            block.push(cur);
+            if (isFenceClose(cur, inFence)) inFence = null;
+            i++;
+            continue;
+          }
+          if (!cur.trim()) {
+            var j = i + 1;
+            while (j < lines.length && !lines[j].trim()) j++;
+            if (j < lines.length && indentOf(lines[j]) >= base && (RE_ITEM.test(lines[j]) || indentOf(lines[j]) > base)) {
+              block = block.concat(lines.slice(i, j));
+              i = j;
+              continue;
+            }
+            break;
+          }
+          if ((RE_ITEM.test(cur) && indentOf(cur) >= base) || indentOf(cur) > base) {
+            var fm = cur.match(RE_FENCE);
+            if (fm) inFence = fm[2];
+            block.push(cur);
+            i++;
+            continue;
+          }
+          // lazy continuation of the last item's text
+          if (!startsBlock(cur) && lines[i - 1].trim()) {
+            block.push(" ".repeat(base + 2) + cur.trim());
+            i++;
+            continue;
+          }
+          break;
+        }
+        out.push(renderList(block, depth));
+        continue;
+      }
+      // table: header row, separator row, body rows
+      var sep = i + 1 < lines.length ? lines[i + 1] : "";
+      if (line.indexOf("|") >= 0 && sep.indexOf("|") >= 0 && RE_TABLE_SEP.test(sep)) {
+        var header = splitRow(line);
+        var aligns = splitRow(sep).map(function (c) {
+          var left = c[0] === ":";
+          var right = c[c.length - 1] === ":";
+          return left && right ? "center" : right ? "right" : left ? "left" : "";
+        });
+        if (header.length === aligns.length) {
+          flush();
+          var rows = [];
+          i += 2;
+          while (i < lines.length && lines[i].trim() && lines[i].indexOf("|") >= 0) {
+            rows.push(splitRow(lines[i]));
+            i++;
+          }
+          out.push(renderTable(header, aligns, rows));
+          continue;
+        }
+      }
+      para.push(line);
+      i++;
+    }
+    flush();
+    return out.join("");
+  }
+
+  /** Markdown text -> safe HTML string. */
+  function renderMarkdown(src) {
+    var text = String(src == null ? "" : src)
+      .split(HOLD)
+      .join("")
+      .replace(/\r\n?/g, "\n");
+    return renderBlocks(text.split("\n"), 0);
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // API
+  // ------------------------------------------------------------------------------------------------
+  var api = {
+    key: "",
+    headers: function (extra) {
+      var h = { Accept: "application/json" };
+      if (extra) Object.keys(extra).forEach(function (k) {
+        h[k] = extra[k];
+      });
+      if (this.key) h.Authorization = "Bearer " + this.key;
+      return h;
+    },
+  };
+
+  /** A readable message out of an error response: {"error": {"message"}} (OpenAI) or {"detail"} (FastAPI). */
+  function errorFromResponse(resp) {
+    return resp.text().then(
+      function (body) {
+        var msg = "";
+        try {
+          var j = JSON.parse(body);
+          if (j && j.error) msg = typeof j.error === "string" ? j.error : j.error.message || JSON.stringify(j.error);
+          else if (j && j.detail) msg = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail);
+          else if (j && j.message) msg = String(j.message);
+        } catch (e) {
+          msg = (body || "").trim().slice(0, 500);
+        }
+        var head = "HTTP " + resp.status + (resp.statusText ? " " + resp.statusText : "");
+        var err = new Error(msg ? head + "：" + msg : head);
+        err.status = resp.status;
+        return err;
+      },
+      function () {
+        var err = new Error("HTTP " + resp.status);
+        err.status = resp.status;
+        return err;
+      }
+    );
+  }
+
+  function describeError(err) {
+    if (!err) return "未知错误";
+    if (err instanceof TypeError && /fetch|network|load/i.test(err.message || "")) {
+      return "网络错误：无法连接服务器（" + err.message + "）";
+    }
+    var msg = err.message || String(err);
+    if (err.status === 401 || err.status === 403) msg += "\n请检查右侧的 API Key 设置。";
+    return msg;
+  }
+
+  /**
+   * Read an OpenAI SSE stream: `data: {json}` lines, `data: [DONE]` at the end. Lines may be split across
+   * network chunks, so keep the unfinished tail in a buffer. `onEvent(obj)` gets every parsed chunk;
+   * `onBatch()` runs after each network read (to re-render once per read, not once per line).
+   */
+  function readSse(body, onEvent, onBatch) {
+    var reader = body.getReader();
+    var decoder = new TextDecoder("utf-8");
+    var buf = "";
+    var finished = false;
+
+    function handleLine(line) {
+      if (line.slice(0, 5) !== "data:") return; // comments (": ping"), event:, id:, retry:
+      var payload = line.slice(5).trim();
+      if (!payload) return;
+      if (payload === "[DONE]") {
+        finished = true;
+        return;
+      }
+      var obj;
+      try {
+        obj = JSON.parse(payload);
+      } catch (e) {
+        return; // tolerate a malformed line rather than losing the whole answer
+      }
+      onEvent(obj);
+    }
+
+    function pump() {
+      return reader.read().then(function (r) {
+        if (r.done) {
+          buf += decoder.decode();
+          if (buf) handleLine(buf);
+          buf = "";
+          onBatch();
+          return;
+        }
+        buf += decoder.decode(r.value, { stream: true });
+        var lines = buf.split(/\r\n|\n|\r/);
+        buf = lines.pop();
+        for (var k = 0; k < lines.length && !finished; k++) handleLine(lines[k]);
+        onBatch();
+        if (finished) {
+          reader.cancel().catch(function () {});
+          return;
+        }
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Chat tab
+  // ------------------------------------------------------------------------------------------------
+  var DEFAULT_SETTINGS = { model: "", systemPrompt: "", temperature: 0.8, top_p: 0.8, max_tokens: 1024, tab: "chat" };
+  var TITLE_MAX = 20;
+  var NEW_TITLE = "新对话";
+
+  var chat = {
+    conversations: [],
+    currentId: null,
+    settings: null,
+    streaming: null, // {convId, msg, controller}
+  };
+
+  function saveConversations() {
+    saveJson(STORE.conversations, chat.conversations);
+    saveString(STORE.current, chat.currentId || "");
+  }
+
+  function saveSettings() {
+    saveJson(STORE.settings, chat.settings);
+  }
+
+  function currentConversation() {
+    for (var k = 0; k < chat.conversations.length; k++) {
+      if (chat.conversations[k].id === chat.currentId) return chat.conversations[k];
+    }
+    return null;
+  }
+
+  function makeTitle(text) {
+    var t = String(text).replace(/\s+/g, " ").trim();
+    return t.length > TITLE_MAX ? t.slice(0, TITLE_MAX) + "…" : t || NEW_TITLE;
+  }
+
+  function storedConversations() {
+    var convs = loadJson(STORE.conversations, []);
+    if (!Array.isArray(convs)) return [];
+    return convs.filter(function (c) {
+      return c && typeof c.id === "string" && Array.isArray(c.messages);
+    });
+  }
+
+  function loadChatState() {
+    chat.conversations = storedConversations();
+    // A stream cut by a reload leaves a pending message behind: keep what arrived and say so.
+    chat.conversations.forEach(function (c) {
+      c.messages.forEach(function (m) {
+        if (m.pending) {
+          delete m.pending;
+          m.interrupted = true;
+        }
+      });
+    });
+    var cur = loadString(STORE.current);
+    chat.currentId = chat.conversations.some(function (c) {
+      return c.id === cur;
+    })
+      ? cur
+      : null;
+    var s = loadJson(STORE.settings, {});
+    chat.settings = {};
+    Object.keys(DEFAULT_SETTINGS).forEach(function (k) {
+      chat.settings[k] = s && s[k] != null ? s[k] : DEFAULT_SETTINGS[k];
+    });
+    api.key = loadString(STORE.apiKey);
+  }
+
+  // ---- conversation list ----
+  function renderConversationList() {
+    var list = $("conversation-list");
+    list.textContent = "";
+    var convs = chat.conversations.slice().sort(function (a, b) {
+      return (b.updatedAt || 0) - (a.updatedAt || 0);
+    });
+    if (!convs.length) {
+      list.appendChild(el("li", { className: "conv-empty" }, "还没有会话"));
+      return;
+    }
+    convs.forEach(function (c) {
+      var li = el("li", { className: "conv" + (c.id === chat.currentId ? " active" : ""), "data-id": c.id });
+      li.setAttribute("data-testid", "conversation-item");
+      var open = el("button", { type: "button", className: "conv-open", title: c.title || NEW_TITLE }, c.title || NEW_TITLE);
+      if (chat.streaming && chat.streaming.convId === c.id) open.textContent = "● " + (c.title || NEW_TITLE);
+      var del = el("button", { type: "button", className: "conv-delete", title: "删除会话", "aria-label": "删除会话" }, "×");
+      open.addEventListener("click", function () {
+        selectConversation(c.id);
+      });
+      del.addEventListener("click", function (ev) {
+        ev.stopPropagation();
+        deleteConversation(c.id);
+      });
+      li.appendChild(open);
+      li.appendChild(del);
+      list.appendChild(li);
+    });
+  }
+
+  function selectConversation(id) {
+    chat.currentId = id;
+    saveConversations();
+    renderConversationList();
+    renderMessages();
+    $("message-input").focus();
+  }
+
+  function newConversation() {
+    chat.currentId = null; // created lazily on the first message, so empty chats do not pile up
+    saveConversations();
+    renderConversationList();
+    renderMessages();
+    $("message-input").focus();
+  }
+
+  function deleteConversation(id) {
+    if (chat.streaming && chat.streaming.convId === id) chat.streaming.controller.abort();
+    chat.conversations = chat.conversations.filter(function (c) {
+      return c.id !== id;
+    });
+    if (chat.currentId === id) chat.currentId = null;
+    saveConversations();
+    renderConversationList();
+    renderMessages();
+  }
+
+  // ---- messages ----
+  var SUGGESTIONS = ["用一句话介绍一下你自己。", "用 Python 写一个快速排序，并解释思路。", "帮我写一封请假邮件。", "解释一下什么是大语言模型。"];
+
+  function renderWelcome(box) {
+    var w = el("div", { className: "welcome" });
+    w.appendChild(el("h2", null, "开始一段新对话"));
+    w.appendChild(el("p", null, "模型运行在你的 glmkit 服务器上，回答以流式方式显示。"));
+    var sug = el("div", { className: "suggestions" });
+    SUGGESTIONS.forEach(function (s) {
+      var b = el("button", { type: "button", className: "suggestion" }, s);
+      b.addEventListener("click", function () {
+        var input = $("message-input");
+        input.value = s;
+        input.focus();
+      });
+      sug.appendChild(b);
+    });
+    w.appendChild(sug);
+    box.appendChild(w);
+  }
+
+  function messageElement(msg) {
+    var role = msg.role === "user" ? "user" : "assistant";
+    var node = el("div", { className: "msg msg-" + role, "data-id": msg.id, "data-role": role, "data-testid": "message" });
+    node.appendChild(el("div", { className: "msg-avatar", "aria-hidden": "true" }, role === "user" ? "我" : "AI"));
+    var main = el("div", { className: "msg-main" });
+    var head = el("div", { className: "msg-head" });
+    head.appendChild(el("span", { className: "msg-role" }, role === "user" ? "你" : "助手"));
+    var actions = el("div", { className: "msg-actions" });
+    var copy = el("button", { type: "button", className: "msg-action copy-msg", "data-testid": "copy-message" }, "复制");
+    copy.addEventListener("click", function () {
+      copyWithFeedback(copy, messageText(msg));
+    });
+    actions.appendChild(copy);
+    head.appendChild(actions);
+    main.appendChild(head);
+    main.appendChild(el("div", { className: "msg-body md" }));
+    main.appendChild(el("div", { className: "tool-calls", hidden: "" }));
+    main.appendChild(el("div", { className: "msg-error", hidden: "", role: "alert" }));
+    main.appendChild(el("div", { className: "msg-note" }));
+    node.appendChild(main);
+    updateMessageElement(node, msg);
+    return node;
+  }
+
+  function messageText(msg) {
+    var t = msg.content || "";
+    if (msg.tool_calls && msg.tool_calls.length) {
+      msg.tool_calls.forEach(function (tc) {
+        var f = tc.function || {};
+        t += (t ? "\n" : "") + (f.name || "") + "(" + (f.arguments || "") + ")";
+      });
+    }
+    return t;
+  }
+
+  function prettyArgs(s) {
+    try {
+      return JSON.stringify(JSON.parse(s), null, 2);
+    } catch (e) {
+      return s || "";
+    }
+  }
+
+  function updateMessageElement(node, msg) {
+    var body = node.querySelector(".msg-body");
+    // renderMarkdown escapes all text before adding its own tags (see above)
+    body.innerHTML = renderMarkdown(msg.content || "");
+
+    var tools = node.querySelector(".tool-calls");
+    tools.textContent = "";
+    if (msg.tool_calls && msg.tool_calls.length) {
+      msg.tool_calls.forEach(function (tc) {
+        if (!tc) return;
+        var f = tc.function || {};
+        var box = el("div", { className: "tool-call" });
+        box.appendChild(el("span", null, "调用工具 "));
+        box.appendChild(el("span", { className: "tool-call-name" }, f.name || "?"));
+        box.appendChild(el("pre", null, prettyArgs(f.arguments)));
+        tools.appendChild(box);
+      });
+      tools.hidden = false;
+    } else {
+      tools.hidden = true;
+    }
+
+    var errBox = node.querySelector(".msg-error");
+    errBox.textContent = msg.error || "";
+    errBox.hidden = !msg.error;
+    if (msg.error) node.classList.add("has-error");
+
+    var notes = [];
+    if (msg.stopped) notes.push("已停止生成");
+    if (msg.interrupted) notes.push("生成被中断（页面已刷新）");
+    if (msg.finish_reason === "length") notes.push("已达到最大生成长度 max_tokens，回答可能不完整");
+    if (msg.pending && !msg.content && !(msg.tool_calls && msg.tool_calls.length)) notes.push("正在生成…");
+    node.querySelector(".msg-note").textContent = notes.join(" · ");
+
+    if (msg.role !== "user") {
+      if (msg.pending) {
+        node.classList.add("streaming");
+        node.removeAttribute("data-done");
+      } else {
+        node.classList.remove("streaming");
+        node.setAttribute("data-done", "1");
+      }
+    }
+  }
+
+  function nearBottom(box) {
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  }
+
+  function renderMessages() {
+    var box = $("messages");
+    box.textContent = "";
+    var conv = currentConversation();
+    if (!conv || !conv.messages.length) {
+      renderWelcome(box);
+      return;
+    }
+    conv.messages.forEach(function (m) {
+      box.appendChild(messageElement(m));
+    });
+    box.scrollTop = box.scrollHeight;
+  }
+
+  /** Re-render one message if it is on screen (the user may have switched conversations mid-stream). */
+  function refreshMessage(msg) {
+    var box = $("messages");
+    var node = box.querySelector('.msg[data-id="' + msg.id + '"]');
+    if (!node) return;
+    var stick = nearBottom(box);
+    updateMessageElement(node, msg);
+    if (stick) box.scrollTop = box.scrollHeight;
+  }
+
+  function updateButtons() {
+    var busy = !!chat.streaming;
+    $("send").disabled = busy;
+    $("stop").disabled = !busy;
+  }
+
+  // ---- settings ----
+  function numberSetting(id, key, min, max, isInt) {
+    var input = $(id);
+    input.value = chat.settings[key];
+    input.addEventListener("input", function () {
+      var v = isInt ? parseInt(input.value, 10) : parseFloat(input.value);
+      if (isFinite(v) && v >= min && v <= max) {
+        chat.settings[key] = v;
+        saveSettings();
+      }
+    });
+    input.addEventListener("change", function () {
+      var v = isInt ? parseInt(input.value, 10) : parseFloat(input.value);
+      if (!isFinite(v)) v = DEFAULT_SETTINGS[key];
+      v = Math.min(max, Math.max(min, v));
+      chat.settings[key] = v;
+      input.value = v;
+      saveSettings();
+    });
+  }
+
+  function readNumber(id, key, min, max, isInt) {
+    var raw = $(id).value;
+    var v = isInt ? parseInt(raw, 10) : parseFloat(raw);
+    if (!isFinite(v)) v = chat.settings[key];
+    if (!isFinite(v)) v = DEFAULT_SETTINGS[key];
+    return Math.min(max, Math.max(min, v));
+  }
+
+  function setStatus(text, kind) {
+    var s = $("server-status");
+    s.textContent = text;
+    s.title = text;
+    s.className = "server-status" + (kind ? " " + kind : "");
+  }
+
+  var modelsRequest = 0;
+  function loadModels() {
+    var seq = ++modelsRequest;
+    var select = $("model-select");
+    setStatus("正在获取模型列表…");
+    return fetch("/v1/models", { headers: api.headers() })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        return resp.json();
+      })
+      .then(function (data) {
+        if (seq !== modelsRequest) return;
+        var ids = ((data && data.data) || [])
+          .map(function (m) {
+            return m && m.id;
+          })
+          .filter(Boolean);
+        select.textContent = "";
+        ids.forEach(function (id) {
+          select.appendChild(el("option", { value: id }, id));
+        });
+        if (!ids.length) {
+          select.appendChild(el("option", { value: "" }, "（无可用模型）"));
+          setStatus("已连接 · 没有可用模型", "err");
+          return;
+        }
+        select.value = ids.indexOf(chat.settings.model) >= 0 ? chat.settings.model : ids[0];
+        chat.settings.model = select.value;
+        saveSettings();
+        setStatus("已连接 · " + ids.length + " 个模型", "ok");
+      })
+      .catch(function (err) {
+        if (seq !== modelsRequest) return;
+        select.textContent = "";
+        var keep = chat.settings.model;
+        select.appendChild(el("option", { value: keep }, keep || "（未获取到模型）"));
+        setStatus("无法获取模型列表：" + describeError(err).split("\n")[0], "err");
+      });
+  }
+
+  function bindSettings() {
+    var select = $("model-select");
+    select.addEventListener("change", function () {
+      chat.settings.model = select.value;
+      saveSettings();
+    });
+    $("refresh-models").addEventListener("click", loadModels);
+
+    var sys = $("system-prompt");
+    sys.value = chat.settings.systemPrompt || "";
+    sys.addEventListener("input", function () {
+      chat.settings.systemPrompt = sys.value;
+      saveSettings();
+    });
+
+    numberSetting("temperature", "temperature", 0, 2, false);
+    numberSetting("top-p", "top_p", 0, 1, false);
+    numberSetting("max-tokens", "max_tokens", 1, 1000000, true);
+
+    var key = $("api-key");
+    key.value = api.key;
+    var keyTimer = null;
+    key.addEventListener("input", function () {
+      api.key = key.value.trim();
+      saveString(STORE.apiKey, api.key);
+      clearTimeout(keyTimer);
+      keyTimer = setTimeout(loadModels, 500);
+    });
+
+    $("reset-settings").addEventListener("click", function () {
+      var model = chat.settings.model;
+      var tab = chat.settings.tab;
+      chat.settings = JSON.parse(JSON.stringify(DEFAULT_SETTINGS));
+      chat.settings.model = model;
+      chat.settings.tab = tab;
+      saveSettings();
+      sys.value = "";
+      $("temperature").value = chat.settings.temperature;
+      $("top-p").value = chat.settings.top_p;
+      $("max-tokens").value = chat.settings.max_tokens;
+      toast("已恢复默认设置");
+    });
+  }
+
+  // ---- sending ----
+  function buildMessages(conv, reply) {
+    var out = [];
+    var sys = (chat.settings.systemPrompt || "").trim();
+    if (sys) out.push({ role: "system", content: sys });
+    conv.messages.forEach(function (m) {
+      if (m === reply) return;
+      if (m.role === "assistant" && !m.content) return; // failed or tool-call-only turns are not replayed
+      out.push({ role: m.role, content: m.content || "" });
+    });
+    return out;
+  }
+
+  function applyChunk(msg, obj) {
+    if (obj.error) {
+      var e = obj.error;
+      msg.error = typeof e === "string" ? e : e.message || JSON.stringify(e);
+      return;
+    }
+    var choice = obj.choices && obj.choices[0];
+    if (!choice) return;
+    var delta = choice.delta || choice.message || {};
+    if (typeof delta.content === "string") msg.content += delta.content;
+    else if (typeof choice.text === "string") msg.content += choice.text;
+    if (Array.isArray(delta.tool_calls)) {
+      msg.tool_calls = msg.tool_calls || [];
+      delta.tool_calls.forEach(function (tc, pos) {
+        var idx = typeof tc.index === "number" ? tc.index : pos;
+        var acc = msg.tool_calls[idx];
+        if (!acc) acc = msg.tool_calls[idx] = { id: "", type: "function", function: { name: "", arguments: "" } };
+        if (tc.id) acc.id = tc.id;
+        if (tc.type) acc.type = tc.type;
+        var f = tc.function || {};
+        if (f.name) acc.function.name += f.name;
+        if (typeof f.arguments === "string") acc.function.arguments += f.arguments;
+        else if (f.arguments != null) acc.function.arguments += JSON.stringify(f.arguments);
+      });
+    }
+    if (choice.finish_reason) msg.finish_reason = choice.finish_reason;
+  }
+
+  function send() {
+    if (chat.streaming) return;
+    var input = $("message-input");
+    var text = input.value;
+    if (!text.trim()) {
+      input.focus();
+      return;
+    }
+    var model = $("model-select").value || chat.settings.model;
+    var conv = currentConversation();
+    var now = Date.now();
+    if (!conv) {
+      conv = { id: uid("c_"), title: NEW_TITLE, createdAt: now, updatedAt: now, messages: [] };
+      chat.conversations.push(conv);
+      chat.currentId = conv.id;
+    }
+    if (!conv.title || conv.title === NEW_TITLE) conv.title = makeTitle(text);
+    conv.messages.push({ id: uid("m_"), role: "user", content: text, at: now });
+    var reply = { id: uid("m_"), role: "assistant", content: "", pending: true, model: model, at: now };
+    conv.messages.push(reply);
+    conv.updatedAt = now;
+
+    var payload = {
+      model: model,
+      messages: buildMessages(conv, reply),
+      stream: true,
+      temperature: readNumber("temperature", "temperature", 0, 2, false),
+      top_p: readNumber("top-p", "top_p", 0, 1, false),
+      max_tokens: readNumber("max-tokens", "max_tokens", 1, 1000000, true),
+    };
+
+    var controller = new AbortController();
+    chat.streaming = { convId: conv.id, msg: reply, controller: controller };
+    input.value = "";
+    saveConversations();
+    renderConversationList();
+    renderMessages();
+    updateButtons();
+
+    fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: api.headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify(payload),
+      signal: controller.signal,
+    })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        var type = resp.headers.get("content-type") || "";
+        if (!resp.body || type.indexOf("application/json") >= 0) {
+          // a server that ignored stream=true: one JSON body
+          return resp.json().then(function (obj) {
+            applyChunk(reply, obj);
+          });
+        }
+        return readSse(
+          resp.body,
+          function (obj) {
+            applyChunk(reply, obj);
+          },
+          function () {
+            refreshMessage(reply);
+          }
+        );
+      })
+      .catch(function (err) {
+        if (err && err.name === "AbortError") reply.stopped = true;
+        else reply.error = describeError(err);
+      })
+      .then(function () {
+        delete reply.pending;
+        conv.updatedAt = Date.now();
+        if (chat.streaming && chat.streaming.msg === reply) chat.streaming = null;
+        saveConversations();
+        refreshMessage(reply);
+        renderConversationList();
+        updateButtons();
+      });
+  }
+
+  function stop() {
+    if (chat.streaming) chat.streaming.controller.abort();
+  }
+
+  function initChat() {
+    loadChatState();
+    bindSettings();
+
+    $("composer").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      send();
+    });
+    $("stop").addEventListener("click", stop);
+    $("new-chat").addEventListener("click", newConversation);
+
+    var input = $("message-input");
+    input.addEventListener("keydown", function (ev) {
+      // IME composition (Chinese input) uses Enter to pick candidates: never send then
+      if (ev.isComposing || ev.keyCode === 229) return;
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.altKey) {
+        ev.preventDefault();
+        send();
+      } else if (ev.key === "Escape" && chat.streaming) {
+        stop();
+      }
+    });
+
+    // copy buttons inside rendered code blocks (delegated: the markdown HTML is re-rendered while streaming)
+    $("messages").addEventListener("click", function (ev) {
+      var btn = ev.target.closest && ev.target.closest(".copy-code");
+      if (!btn) return;
+      var block = btn.closest(".code-block");
+      var code = block && block.querySelector("pre code");
+      if (code) copyWithFeedback(btn, code.textContent);
+    });
+
+    window.addEventListener("beforeunload", function () {
+      if (chat.streaming) saveConversations(); // keep a partial answer if the page goes away mid-stream
+    });
+
+    // another tab of the console changed the conversations: follow it (unless we are mid-stream)
+    window.addEventListener("storage", function (ev) {
+      if (ev.key !== STORE.conversations || chat.streaming) return;
+      var keep = chat.currentId;
+      chat.conversations = storedConversations();
+      chat.currentId = chat.conversations.some(function (c) {
+        return c.id === keep;
+      }) ? keep : null;
+      renderConversationList();
+      renderMessages();
+    });
+
+    renderConversationList();
+    renderMessages();
+    updateButtons();
+    loadModels();
+    input.focus();
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Tabs: add an entry here and a matching <section class="tab-panel" data-tab="ID"> in index.html.
+  // ------------------------------------------------------------------------------------------------
+  var tabs = [
+    { id: "chat", label: "对话", init: initChat },
+    // { id: "kb", label: "知识库", init: initKnowledgeBase },
+    // { id: "support", label: "客服", init: initCustomerService },
+    // { id: "summarize", label: "摘要", init: initSummarize },
+    // { id: "generate", label: "生成", init: initGenerate },
+  ];
+
+  function activateTab(id) {
+    var found = tabs.some(function (t) {
+      return t.id === id;
+    });
+    if (!found) id = tabs[0].id;
+    document.querySelectorAll("#tabs .tab").forEach(function (b) {
+      b.setAttribute("aria-selected", b.getAttribute("data-tab") === id ? "true" : "false");
+      b.tabIndex = b.getAttribute("data-tab") === id ? 0 : -1;
+    });
+    document.querySelectorAll(".tab-panel").forEach(function (p) {
+      p.hidden = p.getAttribute("data-tab") !== id;
+    });
+    if (chat.settings) {
+      chat.settings.tab = id;
+      saveSettings();
+    }
+  }
+
+  function initTabs() {
+    var nav = $("tabs");
+    tabs.forEach(function (t) {
+      var b = el("button", { type: "button", className: "tab", role: "tab", "data-tab": t.id, "data-testid": "tab-" + t.id }, t.label);
+      b.setAttribute("aria-controls", "tab-" + t.id);
+      b.addEventListener("click", function () {
+        activateTab(t.id);
+      });
+      nav.appendChild(b);
+    });
+    tabs.forEach(function (t) {
+      if (document.querySelector('.tab-panel[data-tab="' + t.id + '"]') && t.init) t.init();
+    });
+    activateTab((chat.settings && chat.settings.tab) || tabs[0].id);
+  }
+
+  // exposed for debugging and tests
+  window.glmkitConsole = { renderMarkdown: renderMarkdown, escapeHtml: escapeHtml, tabs: tabs, state: chat };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", initTabs);
+  else initTabs();
+})();

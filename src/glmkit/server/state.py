@@ -1,0 +1,110 @@
+"""The server's state, built once in the app's lifespan and handed to routes through ``request``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from glmkit.errors import ModelNotFoundError, OverloadedError
+from glmkit.kb.embed import Embedder, load_embedder
+from glmkit.runtime.protocol import ChatModel
+from glmkit.server.auth import KeyStore, RateLimiter
+from glmkit.server.metrics import Metrics
+from glmkit.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    chat: ChatModel
+    keys: KeyStore
+    limiter: RateLimiter
+    metrics: Metrics
+    embedder_instance: Embedder | None = None
+    started: float = field(default_factory=time.time)
+    draining: bool = False
+    _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def engine_stats(self) -> dict[str, int]:
+        stats = getattr(getattr(self.chat, "engine", None), "stats", None)
+        return stats() if callable(stats) else {}
+
+    def chat_model(self, name: str) -> ChatModel:
+        if name == self.chat.name:
+            return self.chat
+        known = [self.chat.name]
+        if name == self.settings.embedding_model:
+            raise ModelNotFoundError(
+                f"{name} is an embedding model: use it with /v1/embeddings; chat models: {', '.join(known)}",
+                param="model",
+            )
+        raise ModelNotFoundError(
+            f"model {name!r} is not served here; available: {', '.join(known)}", param="model"
+        )
+
+    async def embedder(self, name: str) -> Embedder:
+        if name != self.settings.embedding_model:
+            raise ModelNotFoundError(
+                f"embedding model {name!r} is not served here; available: {self.settings.embedding_model}",
+                param="model",
+            )
+        async with self._embed_lock:  # loaded on first use (1-2 s), once
+            if self.embedder_instance is None:
+                self.embedder_instance = await asyncio.to_thread(load_embedder, name)
+        return self.embedder_instance
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        created = int(self.started)
+        info = getattr(getattr(self.chat, "engine", None), "info", None)
+        chat: dict[str, Any] = {
+            "id": self.chat.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "glmkit",
+        }
+        if info is not None:
+            parallel = getattr(getattr(self.chat, "engine", None), "n_seq_max", 1)
+            chat["glmkit"] = {
+                "kind": "chat",
+                "backend": info.backend,
+                "n_ctx": info.n_ctx,
+                "parallel": parallel,
+            }
+        emb = {
+            "id": self.settings.embedding_model,
+            "object": "model",
+            "created": created,
+            "owned_by": "glmkit",
+            "glmkit": {"kind": "embedding"},
+        }
+        return [chat, emb]
+
+    def check_capacity(self) -> None:
+        if self.draining:
+            raise OverloadedError("the server is shutting down; retry on another instance")
+        waiting = self.engine_stats().get("waiting", 0)
+        if waiting >= self.settings.max_queue:
+            raise OverloadedError(
+                f"{waiting} requests are already waiting for a decode slot "
+                f"(max_queue={self.settings.max_queue}); retry shortly"
+            )
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.glmkit
+    return state
+
+
+async def authorize(request: Request) -> None:
+    """API key (when keys exist) and the per-caller rate limit."""
+    state = get_state(request)
+    who = f"ip:{request.client.host if request.client else '?'}"
+    rpm = None
+    if state.keys:
+        rec = state.keys.check(request.headers.get("authorization"))
+        who, rpm = f"key:{rec.id}", rec.rate_limit_rpm
+    state.limiter.hit(who, rpm)

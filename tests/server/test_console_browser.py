@@ -1,0 +1,263 @@
+"""The web console (src/glmkit/server/console) in a real headless Chromium, driven by Playwright.
+
+Uses Debian's /usr/bin/chromium (never `playwright install`) and the ``live_server`` fixture from
+tests/server/conftest.py: a running glmkit server on the real embedded model. A screenshot of the finished
+chat is saved to tests/server/artifacts/console.png (gitignored)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+PROMPT = "用一句话介绍一下你自己。"
+
+# Storage layout of console.js (seeded directly by the rendering test).
+STORE_CONVERSATIONS = "glmkit.console.conversations.v1"
+STORE_CURRENT = "glmkit.console.current.v1"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
+
+# One call per poll: is the last assistant message finished, and how long is its rendered text?
+LAST_ASSISTANT_JS = """() => {
+  const all = document.querySelectorAll('.msg-assistant');
+  const a = all[all.length - 1];
+  if (!a) return null;
+  return {done: a.getAttribute('data-done') === '1', text: a.querySelector('.msg-body').innerText};
+}"""
+
+
+@dataclass
+class Watch:
+    """What the page did besides what the test asked: requests to other hosts, JS errors, dialogs."""
+
+    foreign_requests: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    chat_bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
+        assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
+        assert not self.dialogs, f"unexpected dialogs: {self.dialogs}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def console(browser: Any, live_server: str) -> Iterator[tuple[Any, Watch]]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    watch = Watch()
+
+    def on_request(request: Any) -> None:
+        host = urlsplit(request.url).hostname
+        if host and host not in LOCAL_HOSTS:
+            watch.foreign_requests.append(request.url)
+        if request.method == "POST" and urlsplit(request.url).path == "/v1/chat/completions":
+            watch.chat_bodies.append(json.loads(request.post_data or "{}"))
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("request", on_request)
+    page.on("pageerror", lambda err: watch.page_errors.append(str(err)))
+    page.on("dialog", on_dialog)
+    page.goto(live_server + "/")
+    page.wait_for_selector("#tabs .tab")
+    try:
+        yield page, watch
+    finally:
+        context.close()
+
+
+def wait_models(page: Any) -> str:
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#model-select'); return s && s.value; }", timeout=60_000
+    )
+    model: str = page.eval_on_selector("#model-select", "s => s.value")
+    return model
+
+
+@pytest.mark.embedded
+def test_chat_streams_and_survives_reload(console: tuple[Any, Watch], live_server: str) -> None:
+    page, watch = console
+    model = wait_models(page)
+    page.fill("#max-tokens", "48")
+    page.fill("#message-input", PROMPT)
+    page.click("#send")
+
+    # Poll the assistant's rendered text while it streams: it must grow over several polls.
+    samples: list[tuple[int, bool]] = []
+    deadline = time.monotonic() + 300
+    state = None
+    while time.monotonic() < deadline:
+        state = page.evaluate(LAST_ASSISTANT_JS)
+        if state is not None:
+            sample = (len(state["text"]), bool(state["done"]))
+            if not samples or samples[-1] != sample:
+                samples.append(sample)
+            if state["done"]:
+                break
+        page.wait_for_timeout(20)
+    assert state is not None and state["done"], f"the stream did not finish: {samples}"
+    streaming_lengths = [n for n, done in samples if not done and n > 0]
+    assert len(set(streaming_lengths)) >= 2, f"no growth seen while streaming: {samples}"
+    assert streaming_lengths[-1] > streaming_lengths[0], samples
+
+    assistant = page.locator(".msg-assistant").last
+    answer = assistant.locator(".msg-body").inner_text().strip()
+    assert answer, "empty answer"
+    assert assistant.get_attribute("data-done") == "1"
+    assert not assistant.locator(".msg-error").is_visible()
+    assert page.is_enabled("#send") and not page.is_enabled("#stop")
+
+    # The request the console sent is the OpenAI shape the brief asks for.
+    assert len(watch.chat_bodies) == 1
+    body = watch.chat_bodies[0]
+    assert body["model"] == model and body["stream"] is True and body["max_tokens"] == 48
+    assert body["messages"][-1] == {"role": "user", "content": PROMPT}
+    assert {"temperature", "top_p"} <= body.keys()
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console.png"))
+
+    assert PROMPT in page.inner_text("#conversation-list")
+
+    # Everything is back after a reload: the conversation in the sidebar and both messages.
+    page.reload()
+    page.wait_for_selector(".msg-user")
+    assert PROMPT in page.inner_text("#conversation-list")
+    assert page.locator("#conversation-list .conv.active").count() == 1
+    assert PROMPT in page.locator(".msg-user").first.inner_text()
+    again = page.locator(".msg-assistant").last
+    assert again.get_attribute("data-done") == "1"
+    assert again.locator(".msg-body").inner_text().strip() == answer
+    assert page.input_value("#max-tokens") == "48"  # settings are kept too
+    watch.assert_clean()
+
+
+@pytest.mark.embedded
+def test_stop_keeps_the_partial_answer(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    wait_models(page)
+    page.fill("#max-tokens", "400")
+    page.fill("#message-input", "写一篇大约三百字的短文，介绍春天的景色。")
+    page.click("#send")
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.msg-assistant .msg-body');"
+        " return b && b.innerText.trim().length >= 4; }",
+        timeout=120_000,
+    )
+    page.click("#stop")
+    assistant = page.locator('.msg-assistant[data-done="1"]')
+    assistant.wait_for(timeout=15_000)
+    assert assistant.locator(".msg-body").inner_text().strip(), "the partial answer was lost"
+    assert "已停止" in assistant.locator(".msg-note").inner_text()
+    assert page.is_enabled("#send") and not page.is_enabled("#stop")
+    watch.assert_clean()
+
+
+XSS = "<img src=x onerror=alert(1)>"
+MARKDOWN = (
+    f"看这个：{XSS} **粗体** 和 `x < y`，[坏链接](javascript:alert(2))\n\n"
+    "```python\nprint('<b>你好</b>')\n```\n\n- 第一项\n- 第二项"
+)
+
+
+def test_model_text_is_rendered_safely(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    conversation = {
+        "id": "c_xss",
+        "title": "安全渲染",
+        "createdAt": 1,
+        "updatedAt": 2,
+        "messages": [
+            {"id": "m_user", "role": "user", "content": MARKDOWN},
+            {"id": "m_bot", "role": "assistant", "content": MARKDOWN},
+        ],
+    }
+    page.evaluate(
+        "([k1, v1, k2, v2]) => { localStorage.setItem(k1, v1); localStorage.setItem(k2, v2); }",
+        [STORE_CONVERSATIONS, json.dumps([conversation]), STORE_CURRENT, "c_xss"],
+    )
+    page.reload()
+    page.wait_for_selector(".msg-assistant[data-done='1']")
+    page.wait_for_timeout(200)  # give a would-be onerror handler the chance to run
+
+    for sel in (".msg-user", ".msg-assistant"):
+        msg = page.locator(sel).first
+        assert msg.locator("img").count() == 0
+        assert XSS in msg.inner_text()  # shown as text
+        code = msg.locator("pre > code")
+        assert code.count() == 1
+        assert code.inner_text() == "print('<b>你好</b>')"
+        assert msg.locator("pre code b").count() == 0
+        assert msg.locator("strong").inner_text() == "粗体"
+        assert msg.locator("li").count() == 2
+        assert msg.locator("a").count() == 0  # javascript: links stay text
+    assert "安全渲染" in page.inner_text("#conversation-list")
+
+    # the code block's copy button puts the code on the clipboard
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    button = page.locator(".msg-assistant .copy-code").first
+    button.click()
+    page.wait_for_function(
+        "() => document.querySelector('.msg-assistant .copy-code').textContent === '已复制'"
+    )
+    assert page.evaluate("() => navigator.clipboard.readText()") == "print('<b>你好</b>')"
+    watch.assert_clean()
+
+
+def test_error_response_is_shown_in_the_chat(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    error = {
+        "error": {
+            "message": "模型 nope 不存在",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": None,
+        }
+    }
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(status=404, content_type="application/json", body=json.dumps(error)),
+    )
+    page.fill("#message-input", "你好")
+    page.press("#message-input", "Enter")
+    assistant = page.locator('.msg-assistant[data-done="1"]')
+    assistant.wait_for()
+    assert "模型 nope 不存在" in assistant.locator(".msg-error").inner_text()
+    assert page.is_enabled("#send")
+    page.unroute("**/v1/chat/completions")
+    watch.assert_clean()
