@@ -28,5 +28,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     $(sed -n '/^models = \[/,/^\]/p' pyproject.toml | grep -o '"[^"]*"' | tr -d '"')
   echo "$want" > "$stamp"
 fi
+# The web console's browser test drives Debian's Chromium (never a downloaded browser); CJK fonts make
+# its screenshots legible. Installed once, when missing and apt is usable.
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing chromium and CJK fonts from Debian (for the console's browser test)" >&2
+    apt-get install -y -q chromium chromium-driver fonts-wqy-microhei >/dev/null 2>&1 \
+      || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver fonts-wqy-microhei >/dev/null)
+  else
+    echo "[setup] warning: /usr/bin/chromium is missing; install Debian's chromium for the console test" >&2
+  fi
+fi
 # Join the chunks once into the cache and verify the pinned SHA-256 (fast when already there).
 "$venv/bin/glmkit" models prepare >&2

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # ---- begin: tiny ChatGLM3 checkpoint (tests/chatglm3_tiny.py) ---------------------------------------------
 from chatglm3_tiny import TinyChatGLM3
+from glmkit.runtime.chat import EngineChatModel
+from glmkit.runtime.models import load_chat_model
+from glmkit.settings import DEFAULT_MODEL, Settings
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +29,18 @@ def chatglm3_tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyChatGLM3:
 
 
 # ---- end: tiny ChatGLM3 checkpoint -------------------------------------------------------------------------
+
+
+# ---- the real embedded model, loaded once per session ------------------------------------------------------
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """1 thread (see DESIGN.md on thread collapse); 4 sequences so server tests decode concurrently."""
+    return Settings(model=DEFAULT_MODEL, n_threads=1, n_ctx=2048, n_seq_max=4)
+
+
+@pytest.fixture(scope="session")
+def qwen(settings: Settings) -> Iterator[EngineChatModel]:
+    m = load_chat_model(settings=settings)
+    assert isinstance(m, EngineChatModel)
+    yield m
+    m.close()

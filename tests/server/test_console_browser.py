@@ -55,6 +55,7 @@ class Watch:
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
+    auth_headers: list[tuple[str, str | None]] = field(default_factory=list)
 
     def assert_clean(self) -> None:
         assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
@@ -83,7 +84,10 @@ def console(browser: Any, live_server: str) -> Iterator[tuple[Any, Watch]]:
         host = urlsplit(request.url).hostname
         if host and host not in LOCAL_HOSTS:
             watch.foreign_requests.append(request.url)
-        if request.method == "POST" and urlsplit(request.url).path == "/v1/chat/completions":
+        path = urlsplit(request.url).path
+        if path.startswith("/v1/"):
+            watch.auth_headers.append((path, request.headers.get("authorization")))
+        if request.method == "POST" and path == "/v1/chat/completions":
             watch.chat_bodies.append(json.loads(request.post_data or "{}"))
 
     def on_dialog(dialog: Any) -> None:
@@ -259,5 +263,79 @@ def test_error_response_is_shown_in_the_chat(console: tuple[Any, Watch]) -> None
     assistant.wait_for()
     assert "模型 nope 不存在" in assistant.locator(".msg-error").inner_text()
     assert page.is_enabled("#send")
+    page.unroute("**/v1/chat/completions")
+    watch.assert_clean()
+
+
+def seed(page: Any, conversations: list[dict[str, Any]], current: str) -> None:
+    page.evaluate(
+        "([k1, v1, k2, v2]) => { localStorage.setItem(k1, v1); localStorage.setItem(k2, v2); }",
+        [STORE_CONVERSATIONS, json.dumps(conversations), STORE_CURRENT, current],
+    )
+    page.reload()
+    page.wait_for_selector("#conversation-list .conv")
+
+
+def test_conversation_list_new_switch_delete(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+
+    def conv(cid: str, title: str, updated: int, text: str) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "title": title,
+            "createdAt": updated,
+            "updatedAt": updated,
+            "messages": [
+                {"id": cid + "u", "role": "user", "content": text},
+                {"id": cid + "a", "role": "assistant", "content": "答：" + text},
+            ],
+        }
+
+    seed(page, [conv("c_old", "旧的会话", 1, "第一段"), conv("c_new", "新的会话", 2, "第二段")], "c_old")
+    items = page.locator("#conversation-list .conv")
+    assert items.all_inner_texts()[0].startswith("新的会话")  # most recent first
+    assert page.locator("#conversation-list .conv.active").inner_text().startswith("旧的会话")
+    assert page.locator(".msg-user .msg-body").inner_text().strip() == "第一段"
+
+    page.locator('#conversation-list .conv[data-id="c_new"] .conv-open').click()
+    assert page.locator(".msg-assistant .msg-body").inner_text().strip() == "答：第二段"
+
+    page.locator('#conversation-list .conv[data-id="c_old"] .conv-delete').click()
+    assert items.count() == 1 and "旧的会话" not in page.inner_text("#conversation-list")
+
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0
+    assert page.locator("#conversation-list .conv.active").count() == 0
+
+    page.reload()
+    page.wait_for_selector("#conversation-list .conv")
+    assert page.locator("#conversation-list .conv").all_inner_texts()[0].startswith("新的会话")
+    assert "旧的会话" not in page.inner_text("#conversation-list")
+    watch.assert_clean()
+
+
+def test_api_key_is_sent_and_kept(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    sse = (
+        'data: {"choices":[{"index":0,"delta":{"content":"好的"},"finish_reason":null}]}\n\n'
+        'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=sse),
+    )
+    page.fill("#api-key", "sk-console-test")
+    page.fill("#message-input", "你好")
+    page.click("#send")
+    page.locator('.msg-assistant[data-done="1"]').wait_for()
+    assert page.locator(".msg-assistant .msg-body").inner_text().strip() == "好的"
+    assert ("/v1/chat/completions", "Bearer sk-console-test") in watch.auth_headers
+
+    page.reload()
+    page.wait_for_selector(".msg-assistant")
+    assert page.input_value("#api-key") == "sk-console-test"
+    page.wait_for_function("() => document.querySelector('#model-select').options.length > 0")
+    assert ("/v1/models", "Bearer sk-console-test") in watch.auth_headers
     page.unroute("**/v1/chat/completions")
     watch.assert_clean()

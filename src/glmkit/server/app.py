@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from glmkit.errors import GlmkitError, InvalidRequestError, PayloadTooLargeError, RateLimitError
+from glmkit.errors import GlmkitError, InvalidRequestError, RateLimitError
 from glmkit.kb.embed import Embedder
 from glmkit.runtime.protocol import ChatModel
 from glmkit.server.auth import KeyStore, RateLimiter
@@ -199,27 +199,39 @@ class BodyLimitMiddleware:
                 if n < 0 or n > self.max_bytes:
                     await _send_json(send, 413 if n > 0 else 400, _too_large(self.max_bytes, n))
                     return
+        # No (or a lying) Content-Length: read the body here, up to the limit, then replay it to the app.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLargeError(
-                        f"request body is over the server's limit of {self.max_bytes} bytes"
-                    )
-            return msg
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > self.max_bytes:
+                await _send_json(send, 413, _too_large(self.max_bytes, seen, at_least=True))
+                return
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: disconnect notices for streaming responses
+
+        await self.app(scope, replay, send)
 
 
-def _too_large(limit: int, n: int) -> dict[str, Any]:
+def _too_large(limit: int, n: int, at_least: bool = False) -> dict[str, Any]:
     if n < 0:
         return error_body("Content-Length is not a valid number", "invalid_request_error", "invalid_request")
     return error_body(
-        f"request body of {n} bytes is over the server's limit of {limit} bytes",
+        f"request body of {'more than ' if at_least else ''}{n} bytes is over the server's limit of "
+        f"{limit} bytes",
         "invalid_request_error",
         "payload_too_large",
     )
