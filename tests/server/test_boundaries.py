@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import uvicorn
 
 from glmkit.cli import main
 from glmkit.server.auth import KeyStore
@@ -120,3 +123,62 @@ def test_cli_keys_and_serve_refuses_public_bind_without_keys(
     assert [k["name"] for k in json.loads(capsys.readouterr().out)] == ["bob"]
     assert main(["keys", "revoke", "bob"]) == 0
     assert not KeyStore(tmp_path / "api_keys.json")
+
+
+def test_request_timeout_is_504_and_stops_the_generation(fake_server) -> None:  # type: ignore[no-untyped-def]
+    with fake_server(("\n" + "一" * 200,), delay=0.05, request_timeout=0.5) as (url, engine, _keys):
+        r = httpx.post(url + "/v1/chat/completions", json=dict(CHAT, max_tokens=200))
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        deadline = time.monotonic() + 5
+        while engine.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.active == 0  # the generation was cancelled, not left running
+        # streamed: headers are out, so the timeout arrives in-band before [DONE]
+        with httpx.stream(
+            "POST", url + "/v1/chat/completions", json=dict(CHAT, max_tokens=200, stream=True)
+        ) as s:
+            lines = [x for x in s.iter_lines() if x.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and json.loads(lines[-2][6:])["error"]["code"] == "timeout"
+
+
+def test_full_queue_answers_503(fake_server) -> None:  # type: ignore[no-untyped-def]
+    with fake_server(max_queue=2) as (url, engine, _keys):
+        engine.waiting = 2
+        r = httpx.post(url + "/v1/chat/completions", json=CHAT)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
+        engine.waiting = 0
+        assert httpx.post(url + "/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_shutdown_drains_in_flight_streams(tmp_path: Path) -> None:
+    from glmkit.runtime.chat import EngineChatModel
+    from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
+    from glmkit.server.app import create_app
+    from glmkit.settings import Settings
+    from servers import SlowEngine, free_port
+
+    engine = SlowEngine(("一二三四五六七八九十",), n_ctx=512, delay=0.1)
+    app = create_app(
+        Settings(home=tmp_path), chat_model=EngineChatModel(engine, ChatGLM3Format(), name="fake")
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=10)
+    )
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    while not server.started:
+        time.sleep(0.02)
+    text = ""
+    with httpx.stream(
+        "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=dict(CHAT, stream=True)
+    ) as s:
+        for line in s.iter_lines():
+            if line.startswith("data: {"):
+                obj = json.loads(line[6:])
+                for c in obj["choices"]:
+                    text += c["delta"].get("content") or ""
+                    if text and not server.should_exit:
+                        server.should_exit = True  # shut down while this stream is mid-way
+    t.join(timeout=30)
+    assert text == "一二三四五六七八九十"  # the in-flight reply finished before the server stopped
