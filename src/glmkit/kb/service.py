@@ -1,0 +1,270 @@
+"""Knowledge bases as one service: ingestion (load → split → tokens → embed → store, atomically per
+file), hybrid retrieval (BM25 + vectors, fused by reciprocal rank, then reranked) and the access rule
+(a knowledge base with an owner is visible to that API key only)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from glmkit.errors import InvalidRequestError
+from glmkit.kb.embed import Embedder
+from glmkit.kb.loaders import MAX_FILE_BYTES, LoadError, load, supported
+from glmkit.kb.rerank import Reranker
+from glmkit.kb.splitter import Piece, split
+from glmkit.kb.store import ChunkRecord, DocRecord, Filters, KBNotFoundError, KBRecord, NewChunk, Store
+from glmkit.kb.text import tokens
+
+Mode = Literal["hybrid", "bm25", "vector"]
+Progress = Callable[[int, int, str], None]  # done, total, current file
+RRF_K = 60
+EMBED_BATCH = 32
+
+
+@dataclass
+class FileResult:
+    source: str
+    status: Literal["added", "replaced", "unchanged", "failed"]
+    chunks: int = 0
+    error: str = ""
+    code: str = ""
+
+
+@dataclass
+class IngestReport:
+    kb: str
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files if f.status in ("added", "replaced"))
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: ChunkRecord
+    score: float  # the final ordering score (rerank score when reranked, else fused RRF)
+    bm25_rank: int | None = None
+    vector_rank: int | None = None
+    vector_score: float | None = None
+    rerank_score: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        c = self.chunk
+        return {
+            "text": c.text,
+            "answer": c.answer or None,
+            "source": c.source,
+            "location": c.location,
+            "heading": c.heading,
+            "kind": c.kind,
+            "kb": c.kb,
+            "chunk_id": c.id,
+            "score": round(self.score, 6),
+            "bm25_rank": self.bm25_rank,
+            "vector_rank": self.vector_rank,
+            "vector_score": None if self.vector_score is None else round(self.vector_score, 6),
+            "rerank_score": None if self.rerank_score is None else round(self.rerank_score, 6),
+        }
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files under the given paths: folders recursively (supported types, no hidden files), in order."""
+    exts = {f".{e}" for e in supported()}
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(
+                    Path(root) / f
+                    for f in sorted(files)
+                    if not f.startswith(".") and Path(f).suffix.lower() in exts
+                )
+        else:
+            out.append(p)
+    return out
+
+
+class KnowledgeBases:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Callable[[], Embedder],
+        reranker: Callable[[], Reranker | None] = lambda: None,
+        *,
+        chunk_size: int = 400,
+        chunk_overlap: int = 60,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        self.store = store
+        self._embedder_factory = embedder
+        self._embedder: Embedder | None = None
+        self._reranker_factory = reranker
+        self._reranker: Reranker | None = None
+        self._reranker_loaded = False
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.max_file_bytes = max_file_bytes
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
+
+    @property
+    def reranker(self) -> Reranker | None:
+        if not self._reranker_loaded:
+            self._reranker = self._reranker_factory()
+            self._reranker_loaded = True
+        return self._reranker
+
+    # -- management ----------------------------------------------------------------------------------------
+    def create(self, name: str, description: str = "", owner: str | None = None) -> KBRecord:
+        e = self.embedder
+        return self.store.create_kb(name, description, e.name, e.dim, owner)
+
+    def visible(self, names: Sequence[str], caller: str | None) -> list[KBRecord]:
+        """The named knowledge bases, checked to exist and to be open to ``caller`` (an API key id)."""
+        if not names:
+            raise InvalidRequestError("name at least one knowledge base", param="kb")
+        out = []
+        for n in names:
+            kb = self.store.get_kb(n)
+            if kb.owner is not None and caller is not None and kb.owner != caller:
+                raise KBNotFoundError(
+                    f"no knowledge base named {n!r} (glmkit kb list shows them)", param="kb"
+                )
+            out.append(kb)
+        return out
+
+    def list_kbs(self, caller: str | None = None) -> list[KBRecord]:
+        return [k for k in self.store.list_kbs() if k.owner is None or caller is None or k.owner == caller]
+
+    # -- ingestion -----------------------------------------------------------------------------------------
+    def add(
+        self,
+        kb: str,
+        paths: Iterable[str | Path],
+        *,
+        tags: Sequence[str] = (),
+        progress: Progress | None = None,
+        source_names: Sequence[str] | None = None,
+    ) -> IngestReport:
+        self.store.get_kb(kb)
+        files = expand(paths)
+        report = IngestReport(kb)
+        t0 = time.monotonic()
+        for i, path in enumerate(files):
+            source = source_names[i] if source_names is not None else str(path)
+            if progress is not None:
+                progress(i, len(files), source)
+            report.files.append(self._add_one(kb, path, source, tuple(tags)))
+        if progress is not None:
+            progress(len(files), len(files), "")
+        report.seconds = time.monotonic() - t0
+        return report
+
+    def _add_one(self, kb: str, path: Path, source: str, tags: tuple[str, ...]) -> FileResult:
+        try:
+            if not path.is_file():
+                raise LoadError(f"{path}: no such file")
+            data_hash = _sha256(path)
+            old = self.store.find_document(kb, source)
+            if old is not None and old.sha256 == data_hash and old.tags == tags:
+                return FileResult(source, "unchanged", old.n_chunks)
+            sections = load(path, self.max_file_bytes)
+            pieces = split(sections, self.chunk_size, self.chunk_overlap)
+            chunks = self._embed(pieces)
+            title = next((s.heading.split(" > ")[0] for s in sections if s.heading), path.stem)
+            doc = DocRecord(
+                "", kb, source, data_hash, path.stat().st_size, time.time(), len(chunks), tags, title
+            )
+            self.store.replace_document(doc, chunks)
+            return FileResult(source, "replaced" if old is not None else "added", len(chunks))
+        except InvalidRequestError as e:
+            return FileResult(source, "failed", error=e.message, code=e.code)
+
+    def _embed(self, pieces: Sequence[Piece]) -> list[NewChunk]:
+        out: list[NewChunk] = []
+        for off in range(0, len(pieces), EMBED_BATCH):
+            batch = pieces[off : off + EMBED_BATCH]
+            vecs = self.embedder.embed([p.indexed[:4000] for p in batch], "passage")
+            for p, v in zip(batch, vecs, strict=True):
+                out.append(
+                    NewChunk(p.text, p.location, p.heading, p.kind, p.answer, " ".join(tokens(p.indexed)), v)
+                )
+        return out
+
+    # -- retrieval -----------------------------------------------------------------------------------------
+    def search(
+        self,
+        kbs: Sequence[str],
+        query: str,
+        *,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        rerank: bool = True,
+        filters: Filters | None = None,
+        candidates: int = 30,
+        caller: str | None = None,
+    ) -> list[Hit]:
+        if not query.strip():
+            raise InvalidRequestError("the query is empty", param="query")
+        if not 1 <= k <= 100:
+            raise InvalidRequestError(f"k must be within [1, 100], got {k}", param="k")
+        names = [kb.name for kb in self.visible(kbs, caller)]
+        filters = filters or Filters()
+        n = max(candidates, k)
+        bm: list[tuple[str, float]] = []
+        vec: list[tuple[str, float]] = []
+        if mode in ("hybrid", "bm25"):
+            bm = self.store.bm25(names, tokens(query), n, filters)
+        if mode in ("hybrid", "vector"):
+            q = self.embedder.embed([query], "query")[0]
+            vec = self.store.vector(names, q, n, filters)
+        bm_rank = {cid: r for r, (cid, _) in enumerate(bm, 1)}
+        vec_rank = {cid: r for r, (cid, _) in enumerate(vec, 1)}
+        vec_score = dict(vec)
+        fused: dict[str, float] = {}
+        for ranks in (bm_rank, vec_rank):
+            for cid, r in ranks.items():
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + r)
+        order = sorted(fused, key=lambda c: -fused[c])[:n]
+        records = {c.id: c for c in self.store.chunks(order)}
+        hits = [
+            Hit(records[c], fused[c], bm_rank.get(c), vec_rank.get(c), vec_score.get(c))
+            for c in order
+            if c in records
+        ]
+        rr = self.reranker if rerank else None
+        if rr is not None and hits:
+            scores = rr.score(query, [_rerank_text(h.chunk) for h in hits])
+            hits = [
+                Hit(h.chunk, s, h.bm25_rank, h.vector_rank, h.vector_score, s)
+                for h, s in sorted(zip(hits, scores, strict=True), key=lambda x: -x[1])
+            ]
+        return hits[:k]
+
+
+def _rerank_text(c: ChunkRecord) -> str:
+    parts = [c.heading, c.text, c.answer]
+    return "\n".join(p for p in parts if p)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

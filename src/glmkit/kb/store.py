@@ -1,0 +1,122 @@
+"""What a knowledge-base store keeps and answers: the interface both stores implement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from glmkit.errors import GlmkitError
+
+Vectors = npt.NDArray[np.float32]
+
+
+class KBNotFoundError(GlmkitError):
+    status = 404
+    code = "kb_not_found"
+    type = "invalid_request_error"
+
+
+class KBExistsError(GlmkitError):
+    status = 409
+    code = "kb_exists"
+    type = "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class KBRecord:
+    name: str
+    description: str
+    created: float
+    embedder: str
+    dim: int
+    owner: str | None = None  # an API key id; None: every caller may use it
+    n_documents: int = 0
+    n_chunks: int = 0
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    id: str
+    kb: str
+    source: str  # the path (or name) given at ingestion
+    sha256: str
+    size: int
+    added: float
+    n_chunks: int = 0
+    tags: tuple[str, ...] = ()
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: str
+    kb: str
+    doc_id: str
+    ordinal: int
+    text: str
+    location: str
+    heading: str
+    kind: str
+    answer: str
+    source: str
+    tags: tuple[str, ...] = ()
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    text: str
+    location: str
+    heading: str
+    kind: str
+    answer: str
+    tokens: str  # jieba tokens, space-joined, for BM25
+    vector: Any = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class Filters:
+    sources: tuple[str, ...] = ()  # exact sources or fnmatch patterns
+    tags: tuple[str, ...] = ()  # a document must carry all of them
+
+
+class Store(Protocol):
+    name: str
+
+    def create_kb(
+        self, name: str, description: str, embedder: str, dim: int, owner: str | None
+    ) -> KBRecord: ...
+
+    def get_kb(self, name: str) -> KBRecord: ...
+
+    def list_kbs(self) -> list[KBRecord]: ...
+
+    def delete_kb(self, name: str) -> None: ...
+
+    def find_document(self, kb: str, source: str) -> DocRecord | None: ...
+
+    def list_documents(self, kb: str) -> list[DocRecord]: ...
+
+    def replace_document(self, doc: DocRecord, chunks: Sequence[NewChunk]) -> DocRecord:
+        """Atomically: drop the document's old chunks (if any), store the new ones. All or nothing."""
+        ...
+
+    def remove_document(self, kb: str, doc: str) -> DocRecord: ...
+
+    def bm25(
+        self, kbs: Sequence[str], tokens: Sequence[str], n: int, filters: Filters
+    ) -> list[tuple[str, float]]:
+        """Best ``n`` chunk ids for the query tokens, with BM25 scores (higher is better)."""
+        ...
+
+    def vector(self, kbs: Sequence[str], query: Vectors, n: int, filters: Filters) -> list[tuple[str, float]]:
+        """Best ``n`` chunk ids by cosine similarity (vectors are L2-normalised)."""
+        ...
+
+    def chunks(self, ids: Sequence[str]) -> list[ChunkRecord]: ...
+
+    def close(self) -> None: ...

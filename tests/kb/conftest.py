@@ -1,0 +1,69 @@
+"""Knowledge-base fixtures: a fast deterministic embedder and the stores (one suite runs on each)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from glmkit.kb.service import KnowledgeBases
+from glmkit.kb.store import Store
+
+
+class HashEmbedder:
+    """Character-bigram hashing into 384 dims, L2-normalised: similar texts share bigrams (a real, if crude,
+    embedding; it makes vector search testable in milliseconds)."""
+
+    name = "hash-bigrams"
+    dim = 384
+
+    def embed(self, texts: Sequence[str], input_type: str = "passage") -> npt.NDArray[np.float32]:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            t = "".join(c for c in t.lower() if c.isalnum())
+            for a, b in itertools.pairwise(t):
+                h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
+                out[i, h % self.dim] += 1.0
+            n = np.linalg.norm(out[i])
+            if n:
+                out[i] /= n
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    from glmkit.kb.stores import open_store
+
+    s = open_store(None, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def kbs(store: Store) -> KnowledgeBases:
+    return KnowledgeBases(store, HashEmbedder)
+
+
+DOCS = {
+    "refund.md": "# 退款政策\n\n## 申请退款\n购买后七天内可以申请无理由退款。请在“我的订单”页面点击“申请退款”。\n\n"
+    "## 退款到账时间\n退款审核通过后，款项会在3到5个工作日内原路退回。\n\n# 配送说明\n我们使用顺丰快递配送，下单后48小时内发货。\n",
+    "faq.csv": "问题,答案\n如何修改收货地址？,在订单发货前，可以在“我的订单”中修改收货地址。\n发票怎么开？,在订单详情页点击“申请发票”。\n",
+    "points.txt": "会员积分说明。每消费一元获得一个积分。积分可以抵扣现金，一百积分抵扣一元。\n\n积分有效期为一年，过期自动清零。\n",
+}
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    for name, text in DOCS.items():
+        (d / name).write_text(text, "utf-8")
+    return d
