@@ -38,11 +38,27 @@ class HashEmbedder:
         return len(text)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="session")
+def pg_uri() -> Iterator[str]:
+    from pg import postgres
+
+    with postgres() as uri:
+        yield uri
+
+
+_n = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "pgvector"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     from glmkit.kb.stores import open_store
 
-    s = open_store(None, tmp_path)
+    if request.param == "sqlite":
+        s = open_store(None, tmp_path)
+    else:
+        from pg import fresh_database
+
+        s = open_store(fresh_database(request.getfixturevalue("pg_uri"), f"t{next(_n)}"), tmp_path)
     yield s
     s.close()
 
