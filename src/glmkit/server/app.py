@@ -141,9 +141,11 @@ def create_app(
             msg = f"no route {request.method} {request.url.path}"
         return JSONResponse(error_body(msg, "invalid_request_error", code), status_code=e.status_code)
 
+    from glmkit.server.routes.kb import router as kb_router
     from glmkit.server.routes.openai import router as openai_router
 
     app.include_router(openai_router)
+    app.include_router(kb_router)
 
     @app.get("/health")
     async def health(request: Request) -> Any:

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from glmkit.errors import ModelNotFoundError, OverloadedError
 from glmkit.kb.embed import Embedder, load_embedder
+from glmkit.kb.service import KnowledgeBases
 from glmkit.runtime.protocol import ChatModel
 from glmkit.server.auth import KeyStore, RateLimiter
 from glmkit.server.metrics import Metrics
@@ -25,6 +26,7 @@ class AppState:
     limiter: RateLimiter
     metrics: Metrics
     embedder_instance: Embedder | None = None
+    kbs_instance: KnowledgeBases | None = None
     started: float = field(default_factory=time.time)
     draining: bool = False
     _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -56,6 +58,19 @@ class AppState:
             if self.embedder_instance is None:
                 self.embedder_instance = await asyncio.to_thread(load_embedder, name)
         return self.embedder_instance
+
+    @property
+    def kbs(self) -> KnowledgeBases:
+        """The knowledge bases, opened on first use; they share the server's embedding model."""
+        if self.kbs_instance is None:
+            from glmkit.kb import open_knowledge_bases
+
+            kbs = open_knowledge_bases(self.settings)
+            if self.embedder_instance is not None:
+                emb = self.embedder_instance
+                kbs._embedder_factory = lambda: emb
+            self.kbs_instance = kbs
+        return self.kbs_instance
 
     def model_cards(self) -> list[dict[str, Any]]:
         created = int(self.started)
@@ -104,7 +119,14 @@ async def authorize(request: Request) -> None:
     state = get_state(request)
     who = f"ip:{request.client.host if request.client else '?'}"
     rpm = None
+    request.state.key_id = None
     if state.keys:
         rec = state.keys.check(request.headers.get("authorization"))
         who, rpm = f"key:{rec.id}", rec.rate_limit_rpm
+        request.state.key_id = rec.id
     state.limiter.hit(who, rpm)
+
+
+def caller(request: Request) -> str | None:
+    """The API key id of the request (None on an open server)."""
+    return getattr(request.state, "key_id", None)
