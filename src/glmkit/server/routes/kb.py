@@ -124,7 +124,8 @@ async def add_documents(
         paths, names = [], []
         for i, f in enumerate(files):
             base = _SAFE.sub("_", Path(f.filename or f"upload-{i}").name)[:120] or f"upload-{i}"
-            p = Path(tmp) / f"{i}-{base}"
+            p = Path(tmp) / str(i) / base  # one folder per upload: errors name the file as uploaded
+            p.parent.mkdir()
             p.write_bytes(await f.read())
             paths.append(p)
             names.append(Path(f.filename or base).name)
