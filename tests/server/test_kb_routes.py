@@ -67,3 +67,33 @@ def test_private_knowledge_base_is_invisible_to_other_keys(fake_server) -> None:
         assert httpx.post(f"{url}/v1/kb/mine/search", json={"query": "退款"}, headers=hb).status_code == 404
         assert upload(url, "mine", FILES, **hb).status_code == 404
         assert httpx.post(f"{url}/v1/kb/mine/search", json={"query": "退款"}, headers=ha).status_code == 200
+
+
+FAQ_REPLY = '\n[{"question": "退款多久到账？", "answer": "审核通过后3到5个工作日内原路退回。"}]'
+
+
+def test_faq_candidates_review_and_publish(fake_server) -> None:  # type: ignore[no-untyped-def]
+    with fake_server((FAQ_REPLY,)) as (url, _, _keys):
+        httpx.post(f"{url}/v1/kb", json={"name": "shop"})
+        upload(url, "shop", {"refund.md": FILES["refund.md"]})
+        made = httpx.post(f"{url}/v1/kb/shop/faq/generate", json={"per_doc": 2}, timeout=60).json()["data"]
+        faq = [c for c in made if c["kind"] == "faq"]
+        summaries = [c for c in made if c["kind"] == "summary"]
+        assert [c["question"] for c in faq] == ["退款多久到账？"] and faq[0]["status"] == "pending"
+        assert len(summaries) == 1 and summaries[0]["source"] == "refund.md"
+        # a second run skips documents already processed
+        assert httpx.post(f"{url}/v1/kb/shop/faq/generate", json={}).json()["data"] == []
+        cid = faq[0]["id"]
+        edited = httpx.patch(f"{url}/v1/kb/shop/faq/{cid}", json={"answer": "3到5个工作日。"}).json()
+        assert edited["answer"] == "3到5个工作日。"
+        assert httpx.patch(f"{url}/v1/kb/shop/faq/{cid}", json={"answer": ""}).status_code == 422
+        assert httpx.post(f"{url}/v1/kb/shop/faq/publish", json={}).json() == {"published": 1}
+        docs = {d["source"] for d in httpx.get(f"{url}/v1/kb/shop/documents").json()["data"]}
+        assert docs == {"refund.md", "faq:published"}
+        hits = httpx.post(f"{url}/v1/kb/shop/search", json={"query": "退款多久到账", "k": 3}).json()["data"]
+        live = [h for h in hits if h["source"] == "faq:published"]
+        assert live and live[0]["kind"] == "faq" and live[0]["answer"] == "3到5个工作日。"
+        # rejecting a live entry takes it out of the knowledge base
+        httpx.patch(f"{url}/v1/kb/shop/faq/{cid}", json={"status": "rejected"})
+        docs = {d["source"] for d in httpx.get(f"{url}/v1/kb/shop/documents").json()["data"]}
+        assert docs == {"refund.md"}

@@ -55,6 +55,37 @@ def register(sub: Any) -> None:
     p.add_argument("--source", action="append", default=[], help="only these sources (glob; repeatable)")
     p.add_argument("--tag", action="append", default=[], dest="tags", help="only documents with this tag")
     p.add_argument("--json", action="store_true")
+    p = ks.add_parser("faq", help="build the knowledge base with the model: FAQ candidates, review, publish")
+    fs = p.add_subparsers(dest="faq_command", required=True, metavar="STEP")
+    g = fs.add_parser(
+        "generate", help="generate FAQ candidates and summaries from documents not yet processed"
+    )
+    g.add_argument("name")
+    g.add_argument("--per-doc", type=int, default=3)
+    g.add_argument("--no-summaries", action="store_true")
+    g.add_argument("--redo", action="store_true", help="process every document again")
+    add_model_args(g)
+    g.add_argument("--json", action="store_true")
+    ls = fs.add_parser("list", help="list candidates")
+    ls.add_argument("name")
+    ls.add_argument("--status", choices=["pending", "published", "rejected"])
+    ls.add_argument("--kind", choices=["faq", "summary"])
+    ls.add_argument("--json", action="store_true")
+    ed = fs.add_parser("edit", help="edit a candidate's question or answer")
+    ed.add_argument("name")
+    ed.add_argument("id")
+    ed.add_argument("--question")
+    ed.add_argument("--answer")
+    ed.add_argument("--json", action="store_true")
+    pb = fs.add_parser("publish", help="publish candidates (by id, or --all pending FAQ entries)")
+    pb.add_argument("name")
+    pb.add_argument("ids", nargs="*")
+    pb.add_argument("--all", action="store_true")
+    pb.add_argument("--json", action="store_true")
+    rj = fs.add_parser("reject", help="reject a candidate (unpublishes it if it was live)")
+    rj.add_argument("name")
+    rj.add_argument("id")
+    rj.add_argument("--json", action="store_true")
     kb.set_defaults(func=cmd_kb)
 
     ask = sub.add_parser("ask", help="answer a question from knowledge bases, with citations")
@@ -83,9 +114,12 @@ def cmd_kb(args: argparse.Namespace) -> int:
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.store import Filters
 
-    kbs = open_knowledge_bases(settings_from(args))
+    settings = settings_from(args)
+    kbs = open_knowledge_bases(settings)
     c = args.kb_command
     out: Any
+    if c == "faq":
+        return cmd_faq(args, kbs, settings)
     if c == "create":
         rec = kbs.create(args.name, args.description)
         out = _kb_json(rec)
@@ -212,4 +246,58 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 print(f"[{c.n}] {c.source} · {c.location}")
     finally:
         model.close()
+    return 0
+
+
+def cmd_faq(args: argparse.Namespace, kbs: Any, settings: Any) -> int:
+    from glmkit.errors import InvalidRequestError
+    from glmkit.kb.faq import FAQBuilder, ReviewQueue
+
+    kbs.store.get_kb(args.name)
+    queue = ReviewQueue(settings.home / "kb" / "review.sqlite3")
+    builder = FAQBuilder(kbs, queue)
+    c = args.faq_command
+    out: Any
+    if c == "generate":
+        from glmkit.runtime.models import load_chat_model
+
+        model = load_chat_model(settings=settings)
+        try:
+            made = builder.generate(
+                args.name,
+                model,
+                per_doc=args.per_doc,
+                summaries=not args.no_summaries,
+                redo=args.redo,
+                progress=_progress,
+            )
+        finally:
+            model.close()
+        out = [m.as_dict() for m in made]
+        text = (
+            "\n".join(f"{m.id}  [{m.kind}] {m.question} → {m.answer[:80]}" for m in made)
+            or "nothing new to process"
+        )
+    elif c == "list":
+        items = queue.list(args.name, args.status, args.kind)
+        out = [m.as_dict() for m in items]
+        text = (
+            "\n".join(f"{m.id}  {m.status:<9} [{m.kind}] {m.question} → {m.answer[:80]}" for m in items)
+            or "no candidates"
+        )
+    elif c == "edit":
+        m = queue.update(args.name, args.id, question=args.question, answer=args.answer)
+        out = m.as_dict()
+        text = f"{m.id}: {m.question} → {m.answer}"
+    elif c == "publish":
+        if not args.all and not args.ids:
+            raise InvalidRequestError("name candidate ids to publish, or --all")
+        live = builder.publish(args.name, None if args.all else args.ids)
+        out = {"published": live}
+        text = f"{live} FAQ entries are live in {args.name}"
+    else:
+        live = builder.unpublish(args.name, args.id)
+        out = {"published": live}
+        text = f"rejected {args.id}; {live} FAQ entries are live"
+    print(json.dumps(out, ensure_ascii=False) if args.json else text)
     return 0

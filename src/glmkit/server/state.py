@@ -27,6 +27,7 @@ class AppState:
     metrics: Metrics
     embedder_instance: Embedder | None = None
     kbs_instance: KnowledgeBases | None = None
+    review_queue: Any = None  # glmkit.kb.faq.ReviewQueue, opened on first use
     started: float = field(default_factory=time.time)
     draining: bool = False
     _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -387,6 +387,52 @@ class LlamaEngine:
             raise item
         return item  # type: ignore[no-any-return]
 
+    def continuation_logprob(self, prefix_ids: Sequence[int], continuation: Sequence[int]) -> float:
+        """Sum of log P(continuation | prefix), teacher-forced (scoring: rerankers, evaluation)."""
+        if not prefix_ids or not continuation:
+            raise InvalidRequestError("continuation_logprob needs a prefix and a continuation")
+        if len(prefix_ids) + len(continuation) >= self.info.n_ctx:
+            raise InvalidRequestError(f"prefix and continuation exceed n_ctx={self.info.n_ctx}")
+        result: queue.Queue[Any] = queue.Queue()
+        toks = list(prefix_ids) + list(continuation)
+        start = len(prefix_ids) - 1  # logits at this position predict continuation[0]
+
+        def job() -> None:
+            try:
+                if any(s.req is not None for s in self._slots):
+                    raise BackendError("continuation_logprob() needs an idle engine")
+                lc = self._lc
+                seq = self._slots[0].seq_id
+                lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                self._slots[0].cached = []
+                total = 0.0
+                for off in range(0, len(toks) - 1, self.n_batch):
+                    chunk = toks[off : min(off + self.n_batch, len(toks) - 1)]
+                    for j, t in enumerate(chunk):
+                        self._put(self._batch, j, t, off + j, seq, off + j >= start)
+                    self._batch.n_tokens = len(chunk)
+                    if lc.llama_decode(self._ctx, self._batch) != 0:
+                        raise BackendError("llama_decode failed")
+                    for j in range(len(chunk)):
+                        pos = off + j
+                        if pos < start:
+                            continue
+                        row = np.ctypeslib.as_array(
+                            lc.llama_get_logits_ith(self._ctx, j), shape=(self.n_vocab,)
+                        )
+                        row = row.astype(np.float64)
+                        m = row.max()
+                        total += float(row[toks[pos + 1]] - m - np.log(np.exp(row - m).sum()))
+                result.put(total)
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                result.put(e)
+
+        self._incoming.put(job)  # type: ignore[arg-type]
+        item = result.get()
+        if isinstance(item, BaseException):
+            raise item
+        return float(item)
+
     def logits_together(self, prompts: Sequence[Sequence[int]]) -> list[list[float]]:
         """Next-token logits after each prompt, all decoded in one batch on their own sequences.
 

@@ -206,3 +206,71 @@ async def ask(body: AskBody, request: Request) -> Any:
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+# -- building the knowledge base with the model: candidates, review, publish -------------------------------
+class GenerateBody(_Body):
+    per_doc: int = Field(3, ge=1, le=5)
+    summaries: bool = True
+    redo: bool = False
+
+
+class EditBody(_Body):
+    question: str | None = Field(None, min_length=1, max_length=2000)
+    answer: str | None = Field(None, min_length=1, max_length=8000)
+    status: Literal["pending", "published", "rejected"] | None = None
+
+
+def _builder(request: Request) -> Any:
+    from glmkit.kb.faq import FAQBuilder, ReviewQueue
+
+    state = get_state(request)
+    if state.review_queue is None:
+        state.review_queue = ReviewQueue(state.settings.home / "kb" / "review.sqlite3")
+    return FAQBuilder(state.kbs, state.review_queue)
+
+
+@router.get("/{name}/faq")
+async def list_candidates(
+    name: str, request: Request, status: str | None = None, kind: str | None = None
+) -> Any:
+    b = _builder(request)
+    await asyncio.to_thread(b.kbs.visible, [name], caller(request))
+    items = await asyncio.to_thread(b.queue.list, name, status, kind)
+    return {"object": "list", "data": [c.as_dict() for c in items]}
+
+
+@router.post("/{name}/faq/generate")
+async def generate_candidates(name: str, body: GenerateBody, request: Request) -> Any:
+    b = _builder(request)
+    await asyncio.to_thread(b.kbs.visible, [name], caller(request))
+    model = get_state(request).chat
+    made = await asyncio.to_thread(
+        lambda: b.generate(name, model, per_doc=body.per_doc, summaries=body.summaries, redo=body.redo)
+    )
+    return {"object": "list", "data": [c.as_dict() for c in made]}
+
+
+@router.patch("/{name}/faq/{cid}")
+async def edit_candidate(name: str, cid: str, body: EditBody, request: Request) -> Any:
+    b = _builder(request)
+    await asyncio.to_thread(b.kbs.visible, [name], caller(request))
+    was = await asyncio.to_thread(b.queue.get, name, cid)
+    c = await asyncio.to_thread(
+        lambda: b.queue.update(name, cid, question=body.question, answer=body.answer, status=body.status)
+    )
+    if was.status == "published" or c.status == "published":
+        await asyncio.to_thread(b.rebuild, name)  # live entries follow their edits
+    return c.as_dict()
+
+
+class PublishBody(_Body):
+    ids: list[str] | None = None  # None: every pending FAQ candidate
+
+
+@router.post("/{name}/faq/publish")
+async def publish_candidates(name: str, body: PublishBody, request: Request) -> Any:
+    b = _builder(request)
+    await asyncio.to_thread(b.kbs.visible, [name], caller(request))
+    live = await asyncio.to_thread(b.publish, name, body.ids)
+    return {"published": live}
