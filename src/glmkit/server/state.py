@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -28,6 +29,7 @@ class AppState:
     embedder_instance: Embedder | None = None
     kbs_instance: KnowledgeBases | None = None
     review_queue: Any = None  # glmkit.kb.faq.ReviewQueue, opened on first use
+    bots_instance: dict[str, Any] | None = None  # name -> glmkit.apps.service.Bot
     started: float = field(default_factory=time.time)
     draining: bool = False
     _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -72,6 +74,29 @@ class AppState:
                 kbs._embedder_factory = lambda: emb
             self.kbs_instance = kbs
         return self.kbs_instance
+
+    def bot(self, name: str) -> Any:
+        """The customer-service bot ``name`` (configs from ``settings.bots``, loaded on first use)."""
+        if self.bots_instance is None:
+            from glmkit.apps.service import Bot, BotConfig, SessionStore
+
+            store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
+            bots = {}
+            for path in self.settings.bots:
+                cfg = BotConfig.load(Path(path))
+                emb = (
+                    load_embedder(self.settings.embedding_model)
+                    if self.embedder_instance is None
+                    else self.embedder_instance
+                )
+                self.embedder_instance = emb
+                bots[cfg.name] = Bot(cfg, self.chat, emb, store, self.kbs if cfg.knowledge_bases else None)
+            self.bots_instance = bots
+        try:
+            return self.bots_instance[name]
+        except KeyError:
+            known = ", ".join(sorted(self.bots_instance)) or "none (start the server with --bot CONFIG)"
+            raise ModelNotFoundError(f"no bot named {name!r}; bots: {known}", param="bot") from None
 
     def model_cards(self) -> list[dict[str, Any]]:
         created = int(self.started)
