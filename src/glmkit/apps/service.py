@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from glmkit.apps.intent import IntentClassifier, Prediction
+from glmkit.apps.intent import IntentClassifier, LLMIntentClassifier, Prediction
 from glmkit.apps.qa import QA, neutralise
 from glmkit.errors import GlmkitError, InvalidRequestError, PayloadTooLargeError
 from glmkit.kb.embed import Embedder
@@ -102,7 +102,7 @@ class BotConfig(_Cfg):
     knowledge_bases: list[str] = Field(default_factory=list)
     faq: list[FAQEntry] = Field(default_factory=list)
     faq_threshold: float = Field(0.93, ge=0, le=1)
-    intent_model: str | None = None  # a folder made by glmkit service train (relative to the config file)
+    intent_model: str | None = None  # a folder made by glmkit service train (relative to this file), or "llm"
     routes: dict[str, Route] = Field(default_factory=dict)
     default_route: Route = Field(default_factory=lambda: Route(action="kb"))
     confidence_threshold: float = Field(0.5, ge=0, le=1)
@@ -128,7 +128,7 @@ class BotConfig(_Cfg):
         except ValidationError as e:
             err = e.errors()[0]
             raise InvalidRequestError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        if cfg.intent_model and not Path(cfg.intent_model).is_absolute():
+        if cfg.intent_model and cfg.intent_model != "llm" and not Path(cfg.intent_model).is_absolute():
             cfg.intent_model = str((path.parent / cfg.intent_model).resolve())
         for label, r in cfg.routes.items():
             if r.action == "tool" and r.tool not in {t.name for t in cfg.tools}:
@@ -267,7 +267,11 @@ class Bot:
         self.store = store
         self.kbs = kbs
         self.classifier = classifier
-        if classifier is None and config.intent_model:
+        self.llm_classifier: LLMIntentClassifier | None = None
+        if classifier is None and config.intent_model == "llm":
+            intents = {label: r.description for label, r in config.routes.items()}
+            self.llm_classifier = LLMIntentClassifier(model, intents)
+        elif classifier is None and config.intent_model:
             self.classifier = IntentClassifier.load(Path(config.intent_model), embedder)
         self._faq_texts: list[tuple[int, str]] = [
             (i, q) for i, e in enumerate(config.faq) for q in (e.question, *e.aliases)
@@ -327,7 +331,11 @@ class Bot:
                 entry.answer,
                 {"route": "faq", "faq": {"question": entry.question, "similarity": round(sim, 4)}},
             )
-        pred = self.classifier.predict_vectors(qv[None, :])[0] if self.classifier is not None else None
+        pred: Prediction | None = None
+        if self.classifier is not None:
+            pred = self.classifier.predict_vectors(qv[None, :])[0]
+        elif self.llm_classifier is not None:
+            pred = self.llm_classifier.classify([clean])[0]
         trace: dict[str, Any] = {"intent": pred.as_dict() if pred else None}
         if pred is not None and pred.confidence < self.config.confidence_threshold:
             if session["clarify"] >= self.config.max_clarify:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glmkit.cli.runtime import settings_from
+from glmkit.cli.runtime import add_model_args, settings_from
 from glmkit.errors import InvalidRequestError
 
 
@@ -26,6 +26,13 @@ def register(sub: Any) -> None:
     cl.add_argument("texts", nargs="*")
     cl.add_argument("--top", type=int, default=3)
     cl.add_argument("--json", action="store_true")
+    run = ss.add_parser("run", help="chat with a bot in the terminal (its sessions persist in GLMKIT_HOME)")
+    run.add_argument("config", type=Path)
+    run.add_argument("--session", help="continue this session id")
+    run.add_argument("-q", "--query", action="append", help="send this message and exit (repeatable)")
+    run.add_argument("--trace", action="store_true", help="print each answer's trace")
+    add_model_args(run)
+    run.add_argument("--json", action="store_true")
     svc.set_defaults(func=cmd_service)
 
 
@@ -34,6 +41,8 @@ def cmd_service(args: argparse.Namespace) -> int:
     from glmkit.kb.embed import load_embedder
 
     settings = settings_from(args)
+    if args.service_command == "run":
+        return cmd_run(args, settings)
     embedder = load_embedder(settings.embedding_model)
     if args.service_command == "train":
         texts, labels = read_examples(args.data, args.text_column, args.label_column)
@@ -57,3 +66,56 @@ def cmd_service(args: argparse.Namespace) -> int:
         else:
             print(f"{p.label}\t{p.confidence:.3f}\t{t}")
     return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Any) -> int:
+    from glmkit.apps.service import Bot, BotConfig, SessionStore
+    from glmkit.kb import open_knowledge_bases
+    from glmkit.kb.embed import load_embedder
+    from glmkit.runtime.models import load_chat_model
+
+    cfg = BotConfig.load(args.config)
+    kbs = open_knowledge_bases(settings) if cfg.knowledge_bases else None
+    if kbs is not None:
+        kbs.visible(cfg.knowledge_bases, None)  # a missing knowledge base fails before the model loads
+    embedder = load_embedder(settings.embedding_model)
+    model = load_chat_model(settings=settings)
+    try:
+        bot = Bot(cfg, model, embedder, SessionStore(settings.home / "service" / "sessions.sqlite3"), kbs)
+        sid = args.session or bot.start("terminal")
+        if args.session:
+            bot.store.get(cfg.name, sid)
+        if not args.json and not args.query:
+            print(f"{cfg.name} (session {sid}); empty line or Ctrl-D to quit", file=sys.stderr)
+        lines = args.query or _stdin_lines()
+        for text in lines:
+            if not text.strip():
+                break
+            try:
+                reply = bot.turn(sid, text)
+            except InvalidRequestError as e:
+                print(f"glmkit: {e.message}", file=sys.stderr)
+                continue
+            if args.json:
+                print(json.dumps(reply.as_dict(), ensure_ascii=False))
+                continue
+            print(reply.text if reply.text is not None else "（人工客服处理中）")
+            if args.trace:
+                print("  trace: " + json.dumps(reply.trace, ensure_ascii=False)[:400], file=sys.stderr)
+    finally:
+        model.close()
+    return 0
+
+
+def _stdin_lines() -> Any:
+    while True:
+        try:
+            if sys.stdin.isatty():
+                yield input("> ")
+            else:
+                line = sys.stdin.readline()
+                if not line:
+                    return
+                yield line.rstrip("\n")
+        except EOFError:
+            return
