@@ -238,15 +238,32 @@ class LLMIntentClassifier:
                 raise InvalidRequestError("empty text", param="text")
             prompt = f"把用户消息归入下面一个意图，只输出意图名。\n意图：\n{listing}\n\n{shots}\n消息：{t[:1000]}\n意图："
             schema = json.dumps({"type": "string", "enum": self.labels})
+            info = getattr(getattr(self.model, "engine", None), "info", None)
+            can_score = info is not None and "logprobs" in info.features
             params = SamplingParams(
-                temperature=0, max_tokens=24, constraint=Constraint("json_schema", schema), logprobs=20
+                temperature=0,
+                max_tokens=24,
+                constraint=Constraint("json_schema", schema),
+                logprobs=20 if can_score else None,
             )
             deltas = list(self.model.stream([Message("user", prompt)], params=params))
-            label = json.loads(collect(iter(deltas)).text)
+            label, parsed = self._label(collect(iter(deltas)).text)
             scored = [tok for d in deltas if isinstance(d, LogprobDelta) for tok in d.tokens]
-            conf = self._confidence(scored)
+            conf = self._confidence(scored) if parsed else 0.0
             out.append(Prediction(label, conf, ((label, conf),)))
         return out
+
+    def _label(self, text: str) -> tuple[str, bool]:
+        """The label in the reply (exact JSON under a grammar; else the first label named in the text);
+        an unreadable reply gives the first label with ``parsed`` False (confidence 0)."""
+        try:
+            v = json.loads(text)
+            if v in self.labels:
+                return str(v), True
+        except json.JSONDecodeError:
+            pass
+        found = sorted((text.find(lbl), lbl) for lbl in self.labels if lbl in text)
+        return (found[0][1], True) if found else (self.labels[0], False)
 
     def _confidence(self, tokens: Sequence[Any]) -> float:
         """P(label) relative to the other labels at the first token that tells them apart: among the top
