@@ -4,14 +4,17 @@
  *   - `tabs`: one entry per top tab (button#tab-ID); each owns one <section id="panel-ID" class="tab-panel"
  *     data-tab="ID"> in index.html, an `init()` called once on page load and an optional `show()` called
  *     each time the tab is opened.
- *     "chat" (对话) and "kb" (知识库) exist today; add 客服 / 摘要 / 生成 the same way.
+ *     "chat" (对话), "kb" (知识库), "service" (客服) and "agent" (坐席) exist today; add 摘要 / 生成 the
+ *     same way.
  *   - Markdown: `renderMarkdown()` escapes every piece of text BEFORE adding markup, so model output can
  *     never inject HTML; links are only made for http(s) URLs.
  *   - API: OpenAI-compatible endpoints of the glmkit server (`GET /v1/models`,
  *     `POST /v1/chat/completions` streamed as SSE) and the knowledge-base routes under `/v1/kb`
- *     (`POST /v1/kb/ask` streamed as SSE too), with an optional `Authorization: Bearer KEY`.
- *   - Storage: conversations, settings, the API key and the selected knowledge base live in localStorage
- *     (this browser only); knowledge bases themselves live on the server.
+ *     (`POST /v1/kb/ask` streamed as SSE too), the customer-service routes under `/v1/service` (plain
+ *     JSON, polled while a human agent is involved), with an optional `Authorization: Bearer KEY`.
+ *   - Storage: conversations, settings, the API key, the selected knowledge base, the customer-service
+ *     session ids and the agent's name live in localStorage (this browser only); knowledge bases and
+ *     customer-service sessions themselves live on the server.
  */
 (function () {
   "use strict";
@@ -25,6 +28,8 @@
     settings: "glmkit.console.settings.v1",
     apiKey: "glmkit.console.apiKey",
     kbCurrent: "glmkit.console.kb.current.v1",
+    service: "glmkit.console.service.v1",
+    agent: "glmkit.console.agent.v1",
   };
 
   function loadJson(key, fallback) {
@@ -1916,13 +1921,1236 @@
   }
 
   // ------------------------------------------------------------------------------------------------
+  // Customer-service tabs (routes under /v1/service):
+  //   客服 (service): the customer's side -- pick a bot, start a session, talk; each bot answer has a
+  //     "为什么这样回答" trace panel and thumbs up/down. While a human is involved (state waiting/human)
+  //     the session is polled every 2 s so the agent's messages appear.
+  //   坐席 (agent): the human agents' side -- the hand-off queue (polled every 3 s), take a session, its
+  //     full history, reply, hand it back to the bot; plus analytics as a table and an inline SVG chart.
+  // What is shown is always the server's session (GET), so a reload continues where it was. Server text
+  // goes in through textContent, or renderMarkdown for bot/agent answers (which escapes first); the chart
+  // is built with createElementNS + textContent, never markup strings.
+  // ------------------------------------------------------------------------------------------------
+  var SVC_POLL_MS = 2000;
+  var AGENT_POLL_MS = 3000;
+  var ANALYTICS_EVERY = 5; // agent polls between two analytics refreshes (~15 s)
+  var SVG_NS = "http://www.w3.org/2000/svg"; // the SVG namespace name (not fetched)
+  var SVC_NO_BOTS = "启动服务时用 --bot CONFIG 加载客服机器人";
+  var SVC_ROUTE = {
+    faq: "常见问题",
+    kb: "知识库",
+    tool: "工具调用",
+    chat: "模型对话",
+    clarify: "澄清追问",
+    handoff: "转人工",
+    held_by_human: "人工处理中",
+    human: "人工回复",
+  };
+  var SVC_ROUTE_COLOR = {
+    faq: "#22a06b",
+    kb: "#2f6bff",
+    tool: "#7c4dff",
+    chat: "#5b7083",
+    clarify: "#e8a317",
+    handoff: "#d93026",
+    held_by_human: "#f07c2b",
+  };
+  var CHART_PALETTE = ["#2f6bff", "#22a06b", "#7c4dff", "#e8a317", "#d93026", "#0fa3b1", "#f07c2b", "#5b7083"];
+  var SVC_STATE = { bot: "机器人接待中", waiting: "等待人工接入…", human: "人工客服接待中" };
+  var SVC_TRIGGER = { "explicit request": "客户明确要求转人工", "angry/urgent": "客户情绪激动或紧急", "low confidence": "意图置信度过低" };
+  var SVC_REASON = [
+    [/^customer asked for a human/, "客户要求转人工"],
+    [/^angry or urgent message/, "客户情绪激动或紧急"],
+    [/^still unclear after/, "多次澄清仍未理解"],
+    [/^intent .* goes to people/, "该类问题由人工处理"],
+    [/^the tool call could not be formed/, "无法生成工具调用"],
+    [/^tool .* failed/, "工具调用失败"],
+  ];
+  var FEEDBACK_KEEP = 500;
+
+  var svc = {
+    prefs: null, // {bot, user, sessions: {bot: sid}, feedback: {message_id: rating}} (localStorage)
+    bots: [],
+    botsLoaded: false,
+    botsError: "",
+    botsSeq: 0,
+    bot: "",
+    sid: "",
+    session: null, // the last GET of the session (without its messages)
+    messages: [],
+    pending: null, // the text being sent, shown until the server's copy arrives
+    note: "", // the bot's "please wait" line while waiting (the server does not store it)
+    error: "",
+    sending: false,
+    creating: false,
+    loadSeq: 0,
+    polling: false,
+  };
+
+  var agent = {
+    prefs: null, // {name, bot, session} (localStorage)
+    bot: "",
+    waiting: [],
+    taken: [],
+    queueLoaded: false,
+    queueError: "",
+    queueSeq: 0,
+    queueBusy: false,
+    queueSig: "",
+    current: "", // the session open in the middle column
+    session: null,
+    messages: [],
+    loadSeq: 0,
+    historyBusy: false,
+    sending: false,
+    acting: false, // take / release in flight
+    analyticsSeq: 0,
+    ticks: 0,
+  };
+
+  function asObject(v) {
+    return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+  }
+
+  function asString(v) {
+    return typeof v === "string" ? v : "";
+  }
+
+  function loadSvcPrefs() {
+    var p = asObject(loadJson(STORE.service, {}));
+    return { bot: asString(p.bot), user: asString(p.user), sessions: asObject(p.sessions), feedback: asObject(p.feedback) };
+  }
+
+  function saveSvcPrefs() {
+    var fb = svc.prefs.feedback;
+    var keys = Object.keys(fb);
+    if (keys.length > FEEDBACK_KEEP) keys.slice(0, keys.length - FEEDBACK_KEEP).forEach(function (k) {
+      delete fb[k];
+    });
+    saveJson(STORE.service, svc.prefs);
+  }
+
+  function loadAgentPrefs() {
+    var p = asObject(loadJson(STORE.agent, {}));
+    return { name: asString(p.name), bot: asString(p.bot), session: asString(p.session) };
+  }
+
+  function saveAgentPrefs() {
+    saveJson(STORE.agent, agent.prefs);
+  }
+
+  function svcPath(bot, rest) {
+    return "/v1/service/" + encodeURIComponent(bot) + (rest || "");
+  }
+
+  function sessionPath(bot, sid, rest) {
+    return svcPath(bot, "/sessions/" + encodeURIComponent(sid) + (rest || ""));
+  }
+
+  function routeLabel(route) {
+    return SVC_ROUTE[route] || route || "?";
+  }
+
+  function reasonLabel(reason) {
+    var r = String(reason || "");
+    for (var k = 0; k < SVC_REASON.length; k++) if (SVC_REASON[k][0].test(r)) return SVC_REASON[k][1];
+    return r || "转人工";
+  }
+
+  function percent(x) {
+    var v = +x;
+    return isFinite(v) ? (Math.round(v * 1000) / 10).toFixed(1) + "%" : "–";
+  }
+
+  function count(x) {
+    var v = +x;
+    return isFinite(v) ? String(v) : "0";
+  }
+
+  function clock(sec) {
+    var d = new Date((+sec || 0) * 1000);
+    if (!sec || !isFinite(d.getTime())) return "";
+    function two(x) {
+      return (x < 10 ? "0" : "") + x;
+    }
+    var t = two(d.getHours()) + ":" + two(d.getMinutes());
+    return d.toDateString() === new Date().toDateString() ? t : two(d.getMonth() + 1) + "-" + two(d.getDate()) + " " + t;
+  }
+
+  function waited(sec) {
+    var s = Math.max(0, Date.now() / 1000 - (+sec || 0));
+    if (!sec || !isFinite(s)) return "";
+    if (s < 60) return "刚刚";
+    if (s < 3600) return Math.floor(s / 60) + " 分钟前";
+    if (s < 86400) return Math.floor(s / 3600) + " 小时前";
+    return Math.floor(s / 86400) + " 天前";
+  }
+
+  function shortId(sid) {
+    sid = String(sid || "");
+    return sid.length > 10 ? sid.slice(0, 8) + "…" : sid;
+  }
+
+  function pretty(v) {
+    if (typeof v === "string") return prettyArgs(v);
+    try {
+      return JSON.stringify(v, null, 2);
+    } catch (e) {
+      return String(v);
+    }
+  }
+
+  function sortedEntries(obj) {
+    return Object.keys(asObject(obj))
+      .map(function (k) {
+        return [k, +obj[k] || 0];
+      })
+      .sort(function (a, b) {
+        return b[1] - a[1] || (a[0] < b[0] ? -1 : 1);
+      });
+  }
+
+  function setBadge(node, state, agentName) {
+    node.hidden = !state;
+    node.setAttribute("data-state", state || "");
+    node.className = "svc-state" + (state ? " state-" + state : "");
+    var text = SVC_STATE[state] || state || "";
+    if (state === "human" && agentName) text += " · " + agentName;
+    node.textContent = text;
+  }
+
+  // ---- the "为什么这样回答" panel ----
+  function traceElement(tr) {
+    var route = asString(tr.route);
+    var box = el("details", { className: "svc-trace", "data-route": route, "data-testid": "svc-trace" });
+    var sum = el("summary", null, "为什么这样回答");
+    sum.appendChild(el("span", { className: "tag svc-route-tag route-" + (route || "none") }, routeLabel(route)));
+    box.appendChild(sum);
+    var dl = el("dl", { className: "svc-trace-list" });
+    function row(label, content, key) {
+      dl.appendChild(el("dt", null, label));
+      var dd = el("dd", key ? { "data-key": key } : null);
+      if (content && content.nodeType) dd.appendChild(content);
+      else dd.textContent = content == null ? "" : String(content);
+      dl.appendChild(dd);
+    }
+    row("路由", routeLabel(route) + (route ? "（" + route + "）" : ""), "route");
+    if (tr.trigger) {
+      var trig = SVC_TRIGGER[tr.trigger] || String(tr.trigger);
+      if (Array.isArray(tr.words) && tr.words.length) trig += "：" + tr.words.join("、");
+      row("触发", trig, "trigger");
+    }
+    if (Object.prototype.hasOwnProperty.call(tr, "intent")) {
+      var it = asObject(tr.intent);
+      if (!tr.intent) row("意图", "未识别（没有配置意图模型）", "intent");
+      else {
+        var node = el("div");
+        node.appendChild(el("span", { className: "svc-intent" }, asString(it.label) || "?"));
+        node.appendChild(el("span", { className: "svc-conf" }, " · 置信度 " + percent(it.confidence)));
+        var top = Array.isArray(it.top) ? it.top : [];
+        if (top.length > 1) {
+          node.appendChild(
+            el(
+              "div",
+              { className: "svc-top" },
+              "候选：" +
+                top
+                  .slice(0, 5)
+                  .map(function (p) {
+                    return Array.isArray(p) ? String(p[0]) + " " + percent(p[1]) : String(p);
+                  })
+                  .join(" · ")
+            )
+          );
+        }
+        row("意图", node, "intent");
+      }
+    }
+    if (tr.faq) {
+      var f = asObject(tr.faq);
+      var sim = +f.similarity;
+      row("FAQ 条目", asString(f.question) + (isFinite(sim) ? "（相似度 " + sim.toFixed(3) + "）" : ""), "faq");
+    }
+    if (Array.isArray(tr.sources)) {
+      if (!tr.sources.length) row("资料来源", tr.found === false ? "知识库中没有找到依据" : "无", "sources");
+      else {
+        var ol = el("ol", { className: "svc-sources" });
+        tr.sources.forEach(function (c) {
+          c = asObject(c);
+          var li = el("li");
+          li.appendChild(el("span", { className: "kb-cite-n" }, "[" + count(c.n) + "] "));
+          li.appendChild(el("span", { className: "svc-source-name" }, sourceLine(c)));
+          var text = asString(c.text);
+          if (text) li.appendChild(el("div", { className: "svc-source-text", title: text }, text.length > 240 ? text.slice(0, 240) + "…" : text));
+          ol.appendChild(li);
+        });
+        row("资料来源", ol, "sources");
+      }
+      if (tr.found === false && tr.sources.length) row("结果", "资料不足以回答", "found");
+    }
+    if (Array.isArray(tr.tool_calls) && tr.tool_calls.length) {
+      var calls = el("div", { className: "tool-calls" });
+      tr.tool_calls.forEach(function (c) {
+        c = asObject(c);
+        var call = el("div", { className: "tool-call" });
+        call.appendChild(el("span", null, "调用工具 "));
+        call.appendChild(el("span", { className: "tool-call-name" }, asString(c.name) || "?"));
+        call.appendChild(el("div", { className: "svc-sub" }, "参数"));
+        call.appendChild(el("pre", null, pretty(c.arguments)));
+        if (c.error != null) call.appendChild(el("div", { className: "svc-sub err" }, "出错：" + String(c.error)));
+        else {
+          call.appendChild(el("div", { className: "svc-sub" }, "结果"));
+          call.appendChild(el("pre", null, pretty(c.result)));
+        }
+        calls.appendChild(call);
+      });
+      row("工具调用", calls, "tool_calls");
+    }
+    if (Array.isArray(tr.tool_error) && tr.tool_error.length) row("工具错误", tr.tool_error.join("；"), "tool_error");
+    if (tr.handoff) {
+      var h = asObject(tr.handoff);
+      var hn = el("div");
+      hn.appendChild(el("div", { title: asString(h.reason) }, "原因：" + reasonLabel(h.reason) + (h.reason ? "（" + h.reason + "）" : "")));
+      hn.appendChild(el("div", null, "分组：" + (asString(h.group) || "default")));
+      if (h.summary) hn.appendChild(el("div", null, "摘要：" + h.summary));
+      row("转人工", hn, "handoff");
+    }
+    if (route === "held_by_human") row("状态", (SVC_STATE[tr.state] || tr.state || "") + (tr.agent ? " · " + tr.agent : ""), "state");
+    box.appendChild(dl);
+    box.addEventListener("toggle", function () {
+      if (box.open) box.scrollIntoView({ block: "nearest" });
+    });
+    return box;
+  }
+
+  // ---- messages (shared by both tabs) ----
+  var SVC_WHO = {
+    customer: { user: ["我", "你"], assistant: ["AI", "智能客服"], agent: ["人", "人工客服"] },
+    agent: { user: ["客", "客户"], assistant: ["AI", "机器人"], agent: ["人", "坐席"] },
+  };
+
+  function svcRole(m) {
+    return m.role === "user" || m.role === "agent" ? m.role : "assistant";
+  }
+
+  function feedbackButtons(m) {
+    var box = el("div", { className: "svc-feedback", role: "group", "aria-label": "这个回答有帮助吗" });
+    var rated = svc.prefs.feedback[m.id];
+    [
+      [1, "svc-fb-up", "有帮助"],
+      [-1, "svc-fb-down", "没帮助"],
+    ].forEach(function (spec) {
+      var b = el("button", { type: "button", className: "msg-action svc-fb " + spec[1], "aria-pressed": rated === spec[0] ? "true" : "false" }, spec[2]);
+      b.addEventListener("click", function () {
+        sendFeedback(m.id, spec[0], box);
+      });
+      box.appendChild(b);
+    });
+    return box;
+  }
+
+  function sendFeedback(mid, rating, box) {
+    var bot = svc.bot;
+    if (!bot || !mid) return;
+    var buttons = box.querySelectorAll("button");
+    buttons.forEach(function (b) {
+      b.disabled = true;
+    });
+    apiJson("POST", svcPath(bot, "/messages/" + encodeURIComponent(mid) + "/feedback"), { rating: rating, comment: "" })
+      .then(
+        function () {
+          svc.prefs.feedback[mid] = rating;
+          saveSvcPrefs();
+          box.querySelector(".svc-fb-up").setAttribute("aria-pressed", rating === 1 ? "true" : "false");
+          box.querySelector(".svc-fb-down").setAttribute("aria-pressed", rating === -1 ? "true" : "false");
+          toast("感谢您的反馈");
+        },
+        function (err) {
+          toast("反馈没有提交：" + describeError(err).split("\n")[0]);
+        }
+      )
+      .then(function () {
+        buttons.forEach(function (b) {
+          b.disabled = false;
+        });
+      });
+  }
+
+  function svcMessageElement(m, view) {
+    var role = svcRole(m);
+    var who = SVC_WHO[view][role];
+    var node = el("div", { className: "msg svc-msg svc-" + role, "data-role": role, "data-id": asString(m.id) });
+    node.appendChild(el("div", { className: "msg-avatar", "aria-hidden": "true" }, who[0]));
+    var main = el("div", { className: "msg-main" });
+    var head = el("div", { className: "msg-head" });
+    var name = who[1];
+    var tr = asObject(m.trace);
+    if (role === "agent" && view === "agent" && tr.agent) name += " · " + tr.agent;
+    head.appendChild(el("span", { className: "msg-role" }, name));
+    head.appendChild(el("span", { className: "svc-time" }, clock(m.ts)));
+    main.appendChild(head);
+    var body;
+    if (role === "user") body = el("div", { className: "msg-body svc-plain" }, asString(m.text));
+    else {
+      body = el("div", { className: "msg-body md" });
+      body.innerHTML = renderMarkdown(asString(m.text)); // escapes all text before adding its own tags
+    }
+    main.appendChild(body);
+    if (role === "assistant" && (m.trace || (view === "customer" && m.id))) {
+      var foot = el("div", { className: "svc-foot" });
+      if (m.trace) foot.appendChild(traceElement(tr));
+      else foot.appendChild(el("span", { className: "spacer" }));
+      if (view === "customer" && m.id) foot.appendChild(feedbackButtons(m));
+      main.appendChild(foot);
+    }
+    node.appendChild(main);
+    return node;
+  }
+
+  /**
+   * Show `messages` (the server's, append-only) in `box`: nodes already shown are kept (so an open trace
+   * panel stays open while polling); the transient lines (`extras`: sending, notes) are redrawn after them.
+   */
+  function renderThread(box, key, messages, view, extras) {
+    var stick = nearBottom(box);
+    if (box.getAttribute("data-session") !== key) {
+      box.textContent = "";
+      box.setAttribute("data-session", key);
+      stick = true;
+    }
+    box.querySelectorAll(".svc-transient").forEach(function (n) {
+      n.parentNode.removeChild(n);
+    });
+    var shown = box.querySelectorAll(".svc-msg");
+    var same = shown.length <= messages.length;
+    for (var k = 0; same && k < shown.length; k++) same = shown[k].getAttribute("data-id") === asString(messages[k].id);
+    if (!same) {
+      box.textContent = "";
+      shown = [];
+    }
+    for (var j = shown.length; j < messages.length; j++) {
+      box.appendChild(svcMessageElement(messages[j], view));
+      stick = true;
+    }
+    (extras || []).forEach(function (n) {
+      n.classList.add("svc-transient");
+      box.appendChild(n);
+    });
+    if (stick) box.scrollTop = box.scrollHeight;
+  }
+
+  function noteElement(text, cls) {
+    return el("div", { className: "svc-note" + (cls ? " " + cls : "") }, text);
+  }
+
+  function welcomeElement(title, text) {
+    var w = el("div", { className: "welcome svc-welcome" });
+    w.appendChild(el("h2", null, title));
+    w.appendChild(el("p", null, text));
+    return w;
+  }
+
+  // ---- bots (shared) ----
+  function fillBotSelect(select, current) {
+    select.textContent = "";
+    if (!svc.bots.length) {
+      select.appendChild(el("option", { value: "" }, svc.botsLoaded ? "（没有客服机器人）" : svc.botsError ? "（无法获取）" : "正在加载…"));
+      select.value = "";
+      return;
+    }
+    svc.bots.forEach(function (n) {
+      select.appendChild(el("option", { value: n }, n));
+    });
+    select.value = current;
+  }
+
+  function pickBot(wanted) {
+    return (
+      [wanted]
+        .concat(svc.bots)
+        .filter(function (n) {
+          return n && svc.bots.indexOf(n) >= 0;
+        })[0] || ""
+    );
+  }
+
+  function loadBots() {
+    var seq = ++svc.botsSeq;
+    return apiJson("GET", "/v1/service").then(
+      function (data) {
+        if (seq !== svc.botsSeq) return;
+        svc.bots = ((data && data.data) || [])
+          .map(function (b) {
+            return b && asString(b.name);
+          })
+          .filter(Boolean);
+        svc.botsLoaded = true;
+        svc.botsError = "";
+        applyBots();
+      },
+      function (err) {
+        if (seq !== svc.botsSeq) return;
+        svc.botsError = describeError(err);
+        applyBots();
+      }
+    );
+  }
+
+  function applyBots() {
+    var s = pickBot(svc.bot || svc.prefs.bot);
+    var a = pickBot(agent.bot || agent.prefs.bot);
+    fillBotSelect($("svc-bot"), s);
+    fillBotSelect($("agent-bot"), a);
+    var hint = svc.botsError ? "无法获取客服机器人列表：" + svc.botsError : svc.botsLoaded && !svc.bots.length ? SVC_NO_BOTS : "";
+    ["svc-hint", "agent-hint"].forEach(function (id) {
+      $(id).textContent = hint;
+      $(id).hidden = !hint;
+      $(id).classList.toggle("err", !!svc.botsError);
+    });
+    if (s !== svc.bot) selectSvcBot(s);
+    else renderSvc();
+    if (a !== agent.bot) selectAgentBot(a);
+    else renderAgent();
+  }
+
+  // ---- 客服: the customer's view ----
+  function selectSvcBot(name) {
+    svc.bot = name || "";
+    if (svc.bot) {
+      svc.prefs.bot = svc.bot;
+      saveSvcPrefs();
+    }
+    svc.sid = svc.bot ? asString(svc.prefs.sessions[svc.bot]) : "";
+    svc.session = null;
+    svc.messages = [];
+    svc.note = "";
+    svc.error = "";
+    svc.loadSeq++;
+    renderSvc();
+    if (svc.sid) svcLoadSession();
+  }
+
+  function setSvcSession(sid) {
+    svc.sid = sid || "";
+    if (svc.sid) svc.prefs.sessions[svc.bot] = svc.sid;
+    else delete svc.prefs.sessions[svc.bot];
+    saveSvcPrefs();
+  }
+
+  function svcLoadSession() {
+    var bot = svc.bot;
+    var sid = svc.sid;
+    if (!bot || !sid) return Promise.resolve();
+    var seq = ++svc.loadSeq;
+    return apiJson("GET", sessionPath(bot, sid)).then(
+      function (s) {
+        if (seq !== svc.loadSeq || bot !== svc.bot || sid !== svc.sid) return;
+        svc.session = asObject(s);
+        svc.messages = Array.isArray(s.messages) ? s.messages : [];
+        if (svc.session.state !== "waiting") svc.note = "";
+        svc.error = "";
+        renderSvc();
+      },
+      function (err) {
+        if (seq !== svc.loadSeq || bot !== svc.bot || sid !== svc.sid) return;
+        if (err.status === 404) {
+          // gone (another server home, or cleaned up): start afresh on the next message
+          setSvcSession("");
+          svc.session = null;
+          svc.messages = [];
+          svc.note = "";
+        } else {
+          svc.error = "无法获取会话：" + describeError(err);
+        }
+        renderSvc();
+      }
+    );
+  }
+
+  function svcNewSession() {
+    if (!svc.bot || svc.creating) return Promise.resolve(false);
+    var bot = svc.bot;
+    svc.creating = true;
+    svc.error = "";
+    updateSvcButtons();
+    return apiJson("POST", svcPath(bot, "/sessions"), { user: $("svc-user").value.trim() || "访客" })
+      .then(
+        function (r) {
+          if (bot !== svc.bot || !r || !r.session) return false;
+          setSvcSession(String(r.session));
+          svc.session = null;
+          svc.messages = [];
+          svc.note = "";
+          return svcLoadSession().then(function () {
+            return true;
+          });
+        },
+        function (err) {
+          if (bot === svc.bot) svc.error = "创建会话失败：" + describeError(err);
+          return false;
+        }
+      )
+      .then(function (ok) {
+        svc.creating = false;
+        renderSvc();
+        return ok;
+      });
+  }
+
+  function svcSend() {
+    if (svc.sending || svc.creating || !svc.bot) return;
+    var input = $("svc-input");
+    var text = input.value.trim();
+    if (!text) {
+      input.focus();
+      return;
+    }
+    svc.sending = true;
+    svc.pending = text;
+    svc.note = "";
+    svc.error = "";
+    input.value = "";
+    renderSvc();
+    (svc.sid ? Promise.resolve(true) : svcNewSession())
+      .then(function (ok) {
+        if (!ok) throw null; // the reason is on screen already
+        var bot = svc.bot;
+        var sid = svc.sid;
+        return apiJson("POST", sessionPath(bot, sid, "/messages"), { text: text }).then(function (r) {
+          if (bot !== svc.bot || sid !== svc.sid) return;
+          r = asObject(r);
+          // a reply with no message id is the "please wait" line while waiting; null while a human holds it
+          svc.note = r.reply != null && !r.message_id ? String(r.reply) : "";
+          if (svc.session && r.state) svc.session.state = r.state;
+          return svcLoadSession();
+        });
+      })
+      .catch(function (err) {
+        if (err && err.status === 404 && svc.sid) {
+          // the session (or the bot) is gone on the server: the next message starts a new one
+          setSvcSession("");
+          svc.session = null;
+          svc.messages = [];
+          svc.error = "会话已不存在（服务器可能已重置），请重新发送以开始新会话。";
+        } else if (err) {
+          svc.error = "发送失败：" + describeError(err);
+        }
+        if (!input.value) input.value = text; // keep what the customer typed
+      })
+      .then(function () {
+        svc.sending = false;
+        svc.pending = null;
+        renderSvc();
+      });
+  }
+
+  function updateSvcButtons() {
+    var ready = !!svc.bot;
+    $("svc-bot").disabled = !svc.bots.length || svc.sending;
+    $("svc-new").disabled = !ready || svc.creating || svc.sending;
+    $("svc-send").disabled = !ready || svc.sending || svc.creating;
+    $("svc-input").disabled = !ready;
+  }
+
+  function renderSvc() {
+    var s = svc.session;
+    var state = s && asString(s.state);
+    setBadge($("svc-state"), state, "");
+    $("svc-title").textContent = svc.bot ? "在线客服 · " + svc.bot : "在线客服";
+    $("svc-meta").textContent = svc.sid ? "会话 " + shortId(svc.sid) : "";
+    $("svc-meta").title = svc.sid;
+
+    var info = $("svc-info");
+    info.textContent = "";
+    if (s && svc.sid) {
+      [
+        ["会话", svc.sid],
+        ["用户", asString(s.user)],
+        ["开始于", formatTime(s.created)],
+        ["消息", String(svc.messages.length)],
+      ].forEach(function (r) {
+        info.appendChild(el("dt", null, r[0]));
+        info.appendChild(el("dd", null, r[1]));
+      });
+    }
+    info.hidden = !(s && svc.sid);
+
+    var extras = [];
+    if (!svc.messages.length && !svc.pending) {
+      extras.push(
+        svc.bot
+          ? welcomeElement("有什么可以帮您？", "以客户身份向客服机器人提问；每条回答下可以展开“为什么这样回答”查看它的判断依据。")
+          : welcomeElement("在线客服", svc.botsLoaded || svc.botsError ? SVC_NO_BOTS : "正在加载客服机器人…")
+      );
+    }
+    if (svc.pending) {
+      var p = svcMessageElement({ role: "user", text: svc.pending, ts: Date.now() / 1000 }, "customer");
+      p.classList.remove("svc-msg");
+      p.classList.add("svc-pending");
+      extras.push(p);
+      if (!state || state === "bot") extras.push(noteElement("客服正在输入…", "svc-typing"));
+    }
+    if (svc.note) extras.push(noteElement(svc.note, "svc-wait"));
+    if (state === "waiting" && !svc.note && !svc.pending) extras.push(noteElement("正在为您转接人工客服，请稍候…", "svc-wait"));
+    if (state === "human" && !svc.pending) extras.push(noteElement("人工客服正在为您服务", "svc-human-note"));
+    renderThread($("svc-messages"), svc.bot + "/" + svc.sid, svc.messages, "customer", extras);
+    showError("svc-error", svc.error);
+    $("svc-hint-bar").textContent =
+      state === "human" ? "人工客服正在为您服务 · Enter 发送" : state === "waiting" ? "正在转接人工客服，请稍候 · 您可以继续留言" : "Enter 发送 · Shift+Enter 换行 · 输入“转人工”可转接人工客服";
+    updateSvcButtons();
+  }
+
+  function svcPoll() {
+    if ($("panel-service").hidden || svc.polling || svc.sending || !svc.session) return;
+    if (svc.session.state !== "waiting" && svc.session.state !== "human") return;
+    svc.polling = true;
+    svcLoadSession().then(function () {
+      svc.polling = false;
+    });
+  }
+
+  function initService() {
+    svc.prefs = loadSvcPrefs();
+    $("svc-user").value = svc.prefs.user;
+    $("svc-user").addEventListener("input", function () {
+      svc.prefs.user = $("svc-user").value.trim();
+      saveSvcPrefs();
+    });
+    $("svc-bot").addEventListener("change", function () {
+      selectSvcBot($("svc-bot").value);
+    });
+    $("svc-refresh").addEventListener("click", loadBots);
+    $("svc-new").addEventListener("click", function () {
+      svcNewSession().then(function (ok) {
+        if (ok) $("svc-input").focus();
+      });
+    });
+    $("svc-composer").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      svcSend();
+    });
+    $("svc-input").addEventListener("keydown", function (ev) {
+      if (ev.isComposing || ev.keyCode === 229) return; // IME candidate selection
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.altKey) {
+        ev.preventDefault();
+        svcSend();
+      }
+    });
+    // the API key lives on the chat tab's settings: follow it
+    var keyTimer = null;
+    $("api-key").addEventListener("input", function () {
+      clearTimeout(keyTimer);
+      keyTimer = setTimeout(function () {
+        if (svc.botsLoaded || svc.botsError) loadBots();
+      }, 600);
+    });
+    setInterval(svcPoll, SVC_POLL_MS);
+    fillBotSelect($("svc-bot"), "");
+    renderSvc();
+  }
+
+  function showService() {
+    loadBots();
+    if (svc.sid) svcLoadSession();
+    if (!$("svc-input").disabled) $("svc-input").focus();
+  }
+
+  // ---- 坐席: the human agents' view ----
+  function agentName() {
+    return $("agent-name").value.trim();
+  }
+
+  function selectAgentBot(name) {
+    var changed = (name || "") !== agent.bot;
+    agent.bot = name || "";
+    if (agent.bot) {
+      agent.prefs.bot = agent.bot;
+      saveAgentPrefs();
+    }
+    if (changed) {
+      agent.waiting = [];
+      agent.taken = [];
+      agent.queueLoaded = false;
+      agent.queueError = "";
+      agent.queueSeq++;
+      openAgentSession(agent.bot && agent.prefs.session && !agent.current ? agent.prefs.session : "");
+    }
+    renderAgent();
+    if (agent.bot && !$("panel-agent").hidden) {
+      loadQueue();
+      loadAnalytics();
+    }
+  }
+
+  function loadQueue() {
+    var bot = agent.bot;
+    if (!bot) return Promise.resolve();
+    var seq = ++agent.queueSeq;
+    agent.queueBusy = true;
+    return Promise.all([
+      apiJson("GET", svcPath(bot, "/handoffs?status=waiting")),
+      apiJson("GET", svcPath(bot, "/handoffs?status=taken")),
+    ])
+      .then(
+        function (res) {
+          if (seq !== agent.queueSeq || bot !== agent.bot) return;
+          agent.waiting = (res[0] && res[0].data) || [];
+          agent.taken = (res[1] && res[1].data) || [];
+          agent.queueLoaded = true;
+          agent.queueError = "";
+          renderQueue();
+        },
+        function (err) {
+          if (seq !== agent.queueSeq || bot !== agent.bot) return;
+          agent.queueError = describeError(err);
+          renderQueue();
+        }
+      )
+      .then(function () {
+        if (seq === agent.queueSeq) agent.queueBusy = false;
+      });
+  }
+
+  function queueItem(h, mine) {
+    var sid = asString(h.session);
+    var li = el("li", { className: "agent-item" + (sid === agent.current ? " active" : "") + (mine ? " mine" : ""), "data-session": sid });
+    var head = el("div", { className: "agent-item-head" });
+    head.appendChild(el("span", { className: "agent-sid", title: sid }, shortId(sid)));
+    head.appendChild(el("span", { className: "tag" }, asString(h.group) || "default"));
+    head.appendChild(el("span", { className: "agent-wait", title: formatTime(h.ts) }, waited(h.ts)));
+    li.appendChild(head);
+    li.appendChild(el("div", { className: "agent-reason", title: asString(h.reason) }, reasonLabel(h.reason)));
+    if (h.summary) li.appendChild(el("div", { className: "agent-summary", title: asString(h.summary) }, asString(h.summary)));
+    var bar = el("div", { className: "agent-item-bar" });
+    if (h.status === "taken") {
+      bar.appendChild(el("span", { className: "agent-by" }, mine ? "由我接待" : "由 " + (asString(h.agent) || "?") + " 接待"));
+      var open = el("button", { type: "button", className: "btn btn-small agent-open" }, sid === agent.current ? "查看中" : mine ? "打开" : "查看");
+      open.disabled = sid === agent.current;
+      open.addEventListener("click", function () {
+        openAgentSession(sid);
+      });
+      bar.appendChild(open);
+    } else {
+      var take = el("button", { type: "button", className: "btn btn-small btn-primary agent-take", "data-testid": "agent-take" }, "接入");
+      take.disabled = agent.acting;
+      take.addEventListener("click", function () {
+        takeSession(sid, take);
+      });
+      bar.appendChild(take);
+    }
+    li.appendChild(bar);
+    return li;
+  }
+
+  function renderQueue() {
+    var q = $("agent-queue");
+    var t = $("agent-taken");
+    // polled every 3 s: leave the lists alone when nothing changed (a click in progress is not lost)
+    var sig = JSON.stringify([agent.bot, agent.waiting, agent.taken, agent.current, agentName(), agent.acting,
+      agent.queueLoaded, agent.queueError, svc.botsLoaded, Math.floor(Date.now() / 30000)]);
+    if (sig === agent.queueSig) return;
+    agent.queueSig = sig;
+    q.textContent = "";
+    t.textContent = "";
+    $("agent-queue-count").textContent = agent.waiting.length ? "（" + agent.waiting.length + "）" : "";
+    $("agent-taken-count").textContent = agent.taken.length ? "（" + agent.taken.length + "）" : "";
+    if (agent.queueError) {
+      q.appendChild(el("li", { className: "kb-list-note err" }, "无法获取队列：" + agent.queueError));
+      return;
+    }
+    if (!agent.bot) {
+      q.appendChild(el("li", { className: "kb-list-note" }, svc.botsLoaded || svc.botsError ? "没有客服机器人" : "正在加载…"));
+      return;
+    }
+    if (!agent.queueLoaded) {
+      q.appendChild(el("li", { className: "kb-list-note" }, "正在加载…"));
+      return;
+    }
+    if (!agent.waiting.length) q.appendChild(el("li", { className: "kb-list-note" }, "没有等待接入的会话"));
+    agent.waiting.forEach(function (h) {
+      q.appendChild(queueItem(h, false));
+    });
+    var me = agentName();
+    var taken = agent.taken.slice().sort(function (a, b) {
+      return (b.agent === me) - (a.agent === me);
+    });
+    if (!taken.length) t.appendChild(el("li", { className: "kb-list-note" }, "没有接待中的会话"));
+    taken.forEach(function (h) {
+      t.appendChild(queueItem(h, !!me && h.agent === me));
+    });
+  }
+
+  function openAgentSession(sid) {
+    agent.current = sid || "";
+    agent.prefs.session = agent.current;
+    saveAgentPrefs();
+    agent.session = null;
+    agent.messages = [];
+    agent.loadSeq++;
+    showError("agent-error", "");
+    renderAgent();
+    if (agent.current) loadAgentSession();
+  }
+
+  function loadAgentSession() {
+    var bot = agent.bot;
+    var sid = agent.current;
+    if (!bot || !sid) return Promise.resolve();
+    var seq = ++agent.loadSeq;
+    agent.historyBusy = true;
+    return apiJson("GET", sessionPath(bot, sid))
+      .then(
+        function (s) {
+          if (seq !== agent.loadSeq || bot !== agent.bot || sid !== agent.current) return;
+          agent.session = asObject(s);
+          agent.messages = Array.isArray(s.messages) ? s.messages : [];
+          renderAgent();
+        },
+        function (err) {
+          if (seq !== agent.loadSeq || bot !== agent.bot || sid !== agent.current) return;
+          if (err.status === 404) openAgentSession("");
+          else showError("agent-error", "无法获取会话：" + describeError(err));
+        }
+      )
+      .then(function () {
+        if (seq === agent.loadSeq) agent.historyBusy = false;
+      });
+  }
+
+  function needName() {
+    if (agentName()) return false;
+    showError("agent-side-error", "请先填写坐席名称");
+    $("agent-name").focus();
+    return true;
+  }
+
+  function takeSession(sid, btn) {
+    if (agent.acting || !agent.bot || needName()) return;
+    var bot = agent.bot;
+    agent.acting = true;
+    btn.disabled = true;
+    showError("agent-side-error", "");
+    apiJson("POST", svcPath(bot, "/handoffs/" + encodeURIComponent(sid) + "/take"), { agent: agentName() })
+      .then(
+        function () {
+          if (bot !== agent.bot) return;
+          toast("已接入会话 " + shortId(sid));
+          openAgentSession(sid);
+          $("agent-input").focus();
+        },
+        function (err) {
+          showError("agent-side-error", "接入失败：" + describeError(err));
+        }
+      )
+      .then(function () {
+        agent.acting = false;
+        loadQueue();
+        loadAnalytics();
+      });
+  }
+
+  function canReply() {
+    var s = agent.session;
+    return !!(s && s.state === "human" && s.agent && s.agent === agentName());
+  }
+
+  function agentSend() {
+    if (agent.sending || !canReply()) return;
+    var input = $("agent-input");
+    var text = input.value.trim();
+    if (!text) {
+      input.focus();
+      return;
+    }
+    var bot = agent.bot;
+    var sid = agent.current;
+    agent.sending = true;
+    input.value = "";
+    showError("agent-error", "");
+    updateAgentButtons();
+    apiJson("POST", sessionPath(bot, sid, "/agent"), { agent: agentName(), text: text })
+      .then(
+        function () {
+          return loadAgentSession();
+        },
+        function (err) {
+          showError("agent-error", "发送失败：" + describeError(err));
+          if (!input.value) input.value = text;
+        }
+      )
+      .then(function () {
+        agent.sending = false;
+        updateAgentButtons();
+      });
+  }
+
+  function releaseSession() {
+    if (agent.acting || !canReply()) return;
+    var bot = agent.bot;
+    var sid = agent.current;
+    agent.acting = true;
+    updateAgentButtons();
+    showError("agent-error", "");
+    apiJson("POST", svcPath(bot, "/handoffs/" + encodeURIComponent(sid) + "/release"), { agent: agentName() })
+      .then(
+        function () {
+          toast("已交还机器人");
+          return loadAgentSession();
+        },
+        function (err) {
+          showError("agent-error", "交还失败：" + describeError(err));
+        }
+      )
+      .then(function () {
+        agent.acting = false;
+        updateAgentButtons();
+        loadQueue();
+        loadAnalytics();
+      });
+  }
+
+  function agentHint() {
+    var s = agent.session;
+    if (!agent.current) return "在左侧队列中接入一个会话";
+    if (!s) return "正在加载会话…";
+    if (s.state === "waiting") return "该会话正在等待接入";
+    if (s.state === "bot") return "会话已由机器人接待，无需人工回复";
+    if (s.agent && s.agent !== agentName()) return "该会话由 " + s.agent + " 接待，只能查看";
+    return "以 " + agentName() + " 的身份回复客户 · Enter 发送";
+  }
+
+  function updateAgentButtons() {
+    var ok = canReply();
+    $("agent-input").disabled = !ok;
+    $("agent-send").disabled = !ok || agent.sending;
+    $("agent-release").disabled = !ok || agent.acting;
+    $("agent-bot").disabled = !svc.bots.length;
+    $("agent-hint-bar").textContent = agentHint();
+  }
+
+  function renderAgent() {
+    var s = agent.session;
+    var state = s && asString(s.state);
+    setBadge($("agent-state"), state, s && asString(s.agent));
+    $("agent-title").textContent = agent.current ? "会话 " + shortId(agent.current) : "坐席工作台";
+    $("agent-title").title = agent.current;
+    var meta = [];
+    if (s) {
+      if (s.user) meta.push("客户 " + s.user);
+      if (s.group) meta.push("分组 " + s.group);
+      if (s.created) meta.push("开始于 " + formatTime(s.created));
+    }
+    $("agent-meta").textContent = meta.join(" · ");
+    var extras = [];
+    if (!agent.current) extras.push(welcomeElement("坐席工作台", "在左侧填写坐席名称，接入等待中的会话：这里会显示客户与机器人的全部对话，回复后客户那边会实时看到。"));
+    else if (s && state === "bot") extras.push(noteElement("会话已交还机器人", "svc-human-note"));
+    renderThread($("agent-history"), agent.bot + "/" + agent.current, agent.messages, "agent", extras);
+    renderQueue();
+    updateAgentButtons();
+  }
+
+  // ---- analytics: a table and an inline SVG bar chart ----
+  function loadAnalytics() {
+    var bot = agent.bot;
+    if (!bot) return Promise.resolve();
+    var seq = ++agent.analyticsSeq;
+    return apiJson("GET", svcPath(bot, "/analytics")).then(
+      function (a) {
+        if (seq !== agent.analyticsSeq || bot !== agent.bot) return;
+        showError("analytics-error", "");
+        renderAnalytics(asObject(a));
+      },
+      function (err) {
+        if (seq !== agent.analyticsSeq || bot !== agent.bot) return;
+        showError("analytics-error", "无法获取统计：" + describeError(err));
+      }
+    );
+  }
+
+  function renderAnalytics(a) {
+    var table = $("analytics-table");
+    table.textContent = "";
+    table.appendChild(el("caption", { className: "sr-only" }, "客服统计"));
+    var body = el("tbody");
+    function section(title) {
+      var tr = el("tr", { className: "analytics-section" });
+      tr.appendChild(el("th", { colspan: "2", scope: "colgroup" }, title));
+      body.appendChild(tr);
+    }
+    function row(label, value, key, code) {
+      var tr = el("tr", { "data-key": key });
+      var th = el("th", { scope: "row" }, label);
+      if (code) th.appendChild(el("code", { className: "analytics-code" }, code));
+      tr.appendChild(th);
+      tr.appendChild(el("td", null, value));
+      body.appendChild(tr);
+    }
+    function empty(text) {
+      var tr = el("tr", { className: "analytics-empty" });
+      tr.appendChild(el("td", { colspan: "2" }, text));
+      body.appendChild(tr);
+    }
+    section("概览");
+    row("会话数", count(a.sessions), "sessions");
+    row("机器人回答", count(a.answers), "answers");
+    row("转人工率", percent(a.handoff_rate), "handoff_rate");
+    row("未找到答案", count(a.unanswered), "unanswered");
+    section("路由");
+    var routes = sortedEntries(a.routes);
+    if (!routes.length) empty("还没有回答");
+    routes.forEach(function (r) {
+      row(routeLabel(r[0]), String(r[1]), "route:" + r[0], r[0]);
+    });
+    section("意图");
+    var intents = sortedEntries(a.intents);
+    if (!intents.length) empty("暂无意图数据");
+    intents.forEach(function (r) {
+      row(r[0], String(r[1]), "intent:" + r[0]);
+    });
+    table.appendChild(body);
+    drawChart(routes, intents);
+  }
+
+  function svgEl(tag, attrs, text) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      node.setAttribute(k, String(attrs[k]));
+    });
+    if (text != null) node.textContent = text;
+    return node;
+  }
+
+  function clip(s, n) {
+    s = String(s);
+    return s.length > n ? s.slice(0, n - 1) + "…" : s;
+  }
+
+  /** Horizontal bars, one group per dimension; every label is set with textContent. */
+  function drawChart(routes, intents) {
+    var svg = $("analytics-chart");
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    var W = 320;
+    var LABEL_X = 88; // labels end here (right-aligned)
+    var BAR_X = 94;
+    var BAR_MAX = W - BAR_X - 34;
+    var ROW = 22;
+    var BAR_H = 14;
+    var groups = [
+      { key: "route", title: "路由分布", empty: "还没有回答", items: routes.map(function (r) {
+        return { key: r[0], label: routeLabel(r[0]), value: r[1], color: SVC_ROUTE_COLOR[r[0]] };
+      }) },
+      { key: "intent", title: "意图分布", empty: "暂无意图数据（未配置意图模型或尚无回答）", items: intents.map(function (r) {
+        return { key: r[0], label: r[0], value: r[1] };
+      }) },
+    ];
+    var y = 0;
+    groups.forEach(function (g) {
+      y += 16;
+      svg.appendChild(svgEl("text", { x: 0, y: y, class: "chart-title" }, g.title));
+      y += 6;
+      if (!g.items.length) {
+        y += 16;
+        svg.appendChild(svgEl("text", { x: 0, y: y, class: "chart-empty" }, g.empty));
+        y += 10;
+        return;
+      }
+      var max = 1;
+      g.items.forEach(function (it) {
+        max = Math.max(max, it.value);
+      });
+      g.items.forEach(function (it, i) {
+        var top = y + 4;
+        var w = it.value > 0 ? Math.max(3, Math.round((BAR_MAX * it.value) / max)) : 0;
+        var row = svgEl("g", { class: "chart-row", "data-group": g.key, "data-key": it.key });
+        row.appendChild(svgEl("title", null, it.label + (it.label !== it.key ? "（" + it.key + "）" : "") + "：" + it.value));
+        row.appendChild(svgEl("text", { x: LABEL_X, y: top + BAR_H - 3, "text-anchor": "end", class: "chart-label" }, clip(it.label, 7)));
+        row.appendChild(svgEl("rect", { x: BAR_X, y: top, width: W - BAR_X - 34, height: BAR_H, rx: 3, class: "bar-track" }));
+        row.appendChild(
+          svgEl("rect", {
+            x: BAR_X,
+            y: top,
+            width: w,
+            height: BAR_H,
+            rx: 3,
+            class: "bar bar-" + g.key,
+            fill: it.color || CHART_PALETTE[i % CHART_PALETTE.length],
+            "data-key": it.key,
+            "data-value": it.value,
+          })
+        );
+        row.appendChild(svgEl("text", { x: BAR_X + w + 4, y: top + BAR_H - 3, class: "chart-value" }, String(it.value)));
+        svg.appendChild(row);
+        y += ROW;
+      });
+      y += 8;
+    });
+    svg.setAttribute("viewBox", "0 0 " + W + " " + y);
+  }
+
+  function agentPoll() {
+    if ($("panel-agent").hidden || !agent.bot) return;
+    if (!agent.queueBusy) loadQueue();
+    if (agent.current && !agent.historyBusy && !agent.sending) loadAgentSession();
+    if (++agent.ticks % ANALYTICS_EVERY === 0) loadAnalytics();
+  }
+
+  function initAgent() {
+    agent.prefs = loadAgentPrefs();
+    agent.current = "";
+    var name = $("agent-name");
+    name.value = agent.prefs.name;
+    name.addEventListener("input", function () {
+      agent.prefs.name = name.value.trim();
+      saveAgentPrefs();
+      if (agent.prefs.name) showError("agent-side-error", "");
+      renderQueue();
+      updateAgentButtons();
+    });
+    $("agent-bot").addEventListener("change", function () {
+      agent.prefs.session = "";
+      agent.current = "";
+      selectAgentBot($("agent-bot").value);
+    });
+    $("agent-refresh").addEventListener("click", function () {
+      loadBots();
+      loadQueue();
+    });
+    $("analytics-refresh").addEventListener("click", loadAnalytics);
+    $("agent-composer").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      agentSend();
+    });
+    $("agent-release").addEventListener("click", releaseSession);
+    $("agent-input").addEventListener("keydown", function (ev) {
+      if (ev.isComposing || ev.keyCode === 229) return;
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.altKey) {
+        ev.preventDefault();
+        agentSend();
+      }
+    });
+    setInterval(agentPoll, AGENT_POLL_MS);
+    fillBotSelect($("agent-bot"), "");
+    renderAgent();
+  }
+
+  function showAgent() {
+    loadBots();
+    if (agent.bot) {
+      loadQueue();
+      loadAnalytics();
+      if (agent.current) loadAgentSession();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
   // Tabs: add an entry here and a matching <section id="panel-ID" class="tab-panel" data-tab="ID"> in
   // index.html; the tab's button gets id="tab-ID".
   // ------------------------------------------------------------------------------------------------
   var tabs = [
     { id: "chat", label: "对话", init: initChat },
     { id: "kb", label: "知识库", init: initKnowledgeBase, show: showKnowledgeBase },
-    // { id: "support", label: "客服", init: initCustomerService },
+    { id: "service", label: "客服", init: initService, show: showService },
+    { id: "agent", label: "坐席", init: initAgent, show: showAgent },
     // { id: "summarize", label: "摘要", init: initSummarize },
     // { id: "generate", label: "生成", init: initGenerate },
   ];
@@ -1972,6 +3200,8 @@
     tabs: tabs,
     state: chat,
     kb: kb,
+    service: svc,
+    agent: agent,
   };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", initTabs);
