@@ -117,3 +117,43 @@ routes:
     r = bot.turn(bot.start(), "我要退货")
     assert r.trace["intent"]["label"] == "refund" and r.state == "waiting"
     assert r.trace["handoff"]["group"] == "after_sales"
+
+
+def test_feedback_exports_as_sft_and_faq(tmp_path: Path) -> None:
+    import json
+
+    bot = make_bot(tmp_path, BASE)
+    sid = bot.start()
+    good = bot.turn(sid, "支持哪些支付方式")
+    bad = bot.turn(sid, "随便聊聊")
+    bot.feedback(good.message_id or "", 1)
+    bot.feedback(bad.message_id or "", -1, "答非所问")
+    (row,) = [json.loads(line) for line in bot.export("sft").splitlines()]
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert (
+        row["messages"][1]["content"] == "支持哪些支付方式"
+        and row["messages"][2]["content"] == "支持微信支付和支付宝。"
+    )
+    assert bot.export("faq").splitlines() == ["question,answer", "支持哪些支付方式,支持微信支付和支付宝。"]
+    bot.store.close()  # the CLI opens the same file in another process
+    r = subprocess_export(tmp_path)
+    assert "支持微信支付和支付宝" in r
+
+
+def subprocess_export(tmp: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GLMKIT_HOME": str(tmp / "home")}
+    (tmp / "home" / "service").mkdir(parents=True, exist_ok=True)
+    (tmp / "s.sqlite3").rename(tmp / "home" / "service" / "sessions.sqlite3")
+    r = subprocess.run(
+        [sys.executable, "-m", "glmkit", "service", "export", str(tmp / "bot.yaml"), "--format", "faq"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout

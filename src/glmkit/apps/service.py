@@ -190,6 +190,10 @@ class SessionStore:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
     def create(self, bot: str, user: str) -> str:
         sid = secrets.token_hex(8)
         self.q(
@@ -517,6 +521,9 @@ class Bot:
             (message_id, rating, comment[:2000], time.time()),
         )
 
+    def export(self, fmt: Literal["sft", "faq"], min_rating: int = 1) -> str:
+        return export_feedback(self.store, self.config, fmt, min_rating)
+
     def analytics(self) -> dict[str, Any]:
         rows = self.store.q(
             "SELECT m.trace FROM messages m JOIN sessions s ON s.id = m.session WHERE s.bot = ? AND m.role = 'assistant' AND m.trace IS NOT NULL",
@@ -542,8 +549,84 @@ class Bot:
             "intents": intents,
             "handoff_rate": round(handed / sessions, 4) if sessions else 0.0,
             "unanswered": unanswered,
+            "unanswered_questions": self._unanswered_questions(),
         }
+
+    def _unanswered_questions(self, limit: int = 20) -> list[str]:
+        """The customer messages behind the most recent answers that found nothing (for FAQ work)."""
+        rows = self.store.q(
+            "SELECT m.session, m.ts FROM messages m JOIN sessions s ON s.id = m.session WHERE s.bot = ? AND m.role = 'assistant'"
+            " AND m.trace LIKE '%\"unanswered\": true%' ORDER BY m.ts DESC LIMIT ?",
+            (self.config.name, limit),
+        )
+        out = []
+        for sid, ts in rows:
+            q = self.store.q(
+                "SELECT text FROM messages WHERE session = ? AND role = 'user' AND ts <= ? ORDER BY ts DESC LIMIT 1",
+                (sid, ts),
+            )
+            if q:
+                out.append(q[0][0])
+        return out
 
 
 def prediction_or_none(p: Prediction | None) -> dict[str, Any] | None:
     return p.as_dict() if p else None
+
+
+def rated_answers(store: SessionStore, config: BotConfig, min_rating: int = 1) -> list[dict[str, Any]]:
+    """Bot answers rated at least ``min_rating``, each with the customer message it answered."""
+    rows = store.q(
+        "SELECT m.id, m.session, m.text, m.ts, f.rating, f.comment FROM messages m JOIN sessions s ON s.id = m.session"
+        " JOIN feedback f ON f.message = m.id WHERE s.bot = ? AND m.role = 'assistant' AND f.rating >= ? ORDER BY m.ts",
+        (config.name, min_rating),
+    )
+    out = []
+    for mid, sid, text, ts, rating, comment in rows:
+        q = store.q(
+            "SELECT text FROM messages WHERE session = ? AND role = 'user' AND ts <= ? ORDER BY ts DESC, rowid DESC LIMIT 1",
+            (sid, ts),
+        )
+        if q:
+            out.append(
+                {
+                    "message_id": mid,
+                    "question": q[0][0],
+                    "answer": text,
+                    "rating": rating,
+                    "comment": comment,
+                }
+            )
+    return out
+
+
+def export_feedback(
+    store: SessionStore, config: BotConfig, fmt: Literal["sft", "faq"], min_rating: int = 1
+) -> str:
+    """Well-rated answers as fine-tuning data (JSON lines of OpenAI-style messages, with the persona as
+    the system message) or as FAQ rows (CSV question,answer) ready for glmkit kb add."""
+    import csv
+    import io
+
+    items = rated_answers(store, config, min_rating)
+    if fmt == "sft":
+        return "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": config.persona},
+                        {"role": "user", "content": it["question"]},
+                        {"role": "assistant", "content": it["answer"]},
+                    ]
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for it in items
+        )
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["question", "answer"])
+    for it in items:
+        w.writerow([it["question"], it["answer"]])
+    return buf.getvalue()

@@ -33,6 +33,11 @@ def register(sub: Any) -> None:
     run.add_argument("--trace", action="store_true", help="print each answer's trace")
     add_model_args(run)
     run.add_argument("--json", action="store_true")
+    ex = ss.add_parser("export", help="export well-rated answers as fine-tuning (sft) or FAQ (faq) data")
+    ex.add_argument("config", type=Path)
+    ex.add_argument("--format", choices=["sft", "faq"], default="sft", dest="fmt")
+    ex.add_argument("--min-rating", type=int, default=1)
+    ex.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
     svc.set_defaults(func=cmd_service)
 
 
@@ -43,6 +48,8 @@ def cmd_service(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.service_command == "run":
         return cmd_run(args, settings)
+    if args.service_command == "export":
+        return cmd_export(args, settings)
     embedder = load_embedder(settings.embedding_model)
     if args.service_command == "train":
         texts, labels = read_examples(args.data, args.text_column, args.label_column)
@@ -119,3 +126,21 @@ def _stdin_lines() -> Any:
                 yield line.rstrip("\n")
         except EOFError:
             return
+
+
+def cmd_export(args: argparse.Namespace, settings: Any) -> int:
+    from glmkit.apps.service import BotConfig, SessionStore, export_feedback
+
+    cfg = BotConfig.load(args.config)
+    store = SessionStore(settings.home / "service" / "sessions.sqlite3")
+
+    text = export_feedback(store, cfg, args.fmt, args.min_rating)
+    if args.out:
+        args.out.write_text(text, "utf-8")
+        print(
+            f"wrote {max(0, text.count(chr(10)) - (1 if args.fmt == 'faq' else 0))} rows to {args.out}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
+    return 0
