@@ -296,3 +296,13 @@ def test_concurrent_requests_decode_together(live_server: str) -> None:
     metrics = httpx.get(live_server + "/metrics").text
     assert 'glmkit_requests_total{route="/v1/chat/completions",status="200"}' in metrics
     assert "glmkit_time_to_first_token_seconds_count" in metrics and "glmkit_active_sequences" in metrics
+
+
+def test_a_remote_embedder_reads_glmkits_own_embeddings_route(live_server: str) -> None:
+    from glmkit.kb.embed import load_embedder
+
+    remote = load_embedder(f"openai:{live_server}#multilingual-e5-small")
+    local = load_embedder()
+    assert remote.dim == 384
+    v = remote.embed(["如何申请退款"], "query")
+    np.testing.assert_allclose(v[0], local.embed(["如何申请退款"], "query")[0], atol=1e-5)

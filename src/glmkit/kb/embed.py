@@ -73,10 +73,54 @@ def check_inputs(texts: Sequence[str]) -> None:
             )
 
 
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/v1/embeddings`` (vLLM, llama.cpp's server, another glmkit, a cloud API).
+    Vectors are L2-normalised here; ``input_type`` is sent as glmkit's extension field only to glmkit."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.name = model
+        self._url = base_url.rstrip("/")
+        if not self._url.endswith("/v1"):
+            self._url += "/v1"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self.dim = int(self.embed(["dimension probe"], "query").shape[1])
+
+    def embed(self, texts: Sequence[str], input_type: InputType = "passage") -> npt.NDArray[np.float32]:
+        import httpx
+
+        check_inputs(texts)
+        try:
+            r = self._client.post(f"{self._url}/embeddings", json={"model": self.name, "input": list(texts)})
+        except httpx.HTTPError as e:
+            raise ModelLoadError(f"embedding server at {self._url} is unreachable: {e}") from None
+        if r.status_code >= 400:
+            raise ModelLoadError(f"embedding server at {self._url} answered {r.status_code}: {r.text[:300]}")
+        data = sorted(r.json()["data"], key=lambda d: d["index"])
+        v = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+        n = np.linalg.norm(v, axis=1, keepdims=True)
+        out: npt.NDArray[np.float32] = (v / np.where(n == 0, 1, n)).astype(np.float32)
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 2)
+
+
 _EMBEDDERS: dict[str, type[E5Embedder]] = {E5_NAME: E5Embedder}
 
 
 def load_embedder(name: str = E5_NAME) -> Embedder:
+    """``multilingual-e5-small`` (embedded), or ``openai:URL#model`` for a remote /v1/embeddings
+    (the key from OPENAI_API_KEY)."""
+    if name.startswith("openai:"):
+        import os
+
+        url, _, model = name[len("openai:") :].partition("#")
+        if not url or not model:
+            raise InvalidRequestError("a remote embedder is openai:URL#model", param="embedding_model")
+        return OpenAIEmbedder(url, model, os.environ.get("OPENAI_API_KEY"))
     try:
         cls = _EMBEDDERS[name]
     except KeyError:
