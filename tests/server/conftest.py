@@ -45,3 +45,19 @@ def fake_server(tmp_path: Path) -> Iterator[FakeServer]:
             yield url, engine, keys
 
     yield start
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright, shared by the console tests (setup.sh installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser import CHROMIUM, LAUNCH_ARGS
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -10,33 +10,18 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from browser import ARTIFACTS, LOCAL_HOSTS
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 PROMPT = "用一句话介绍一下你自己。"
 
 # Storage layout of console.js (seeded directly by the rendering test).
 STORE_CONVERSATIONS = "glmkit.console.conversations.v1"
 STORE_CURRENT = "glmkit.console.current.v1"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
 # One call per poll: is the last assistant message finished, and how long is its rendered text?
 LAST_ASSISTANT_JS = """() => {
@@ -61,16 +46,6 @@ class Watch:
         assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
         assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
         assert not self.dialogs, f"unexpected dialogs: {self.dialogs}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -14,27 +14,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from browser import ARTIFACTS, LOCAL_HOSTS
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 REPLY = "退款会在3到5个工作日内到账[1]。"
 REFUND = (
     "# 退款政策\n\n## 到账时间\n退款审核通过后，款项会在3到5个工作日内原路退回到您的支付账户，节假日顺延。\n"
 )
 XSS = "<img src=x onerror=alert(1)>"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
 
 @dataclass
@@ -50,16 +36,6 @@ class Watch:
         assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
         assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
         assert len(self.dialogs) == expected_dialogs, f"unexpected dialogs: {self.dialogs}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

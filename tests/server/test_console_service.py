@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from browser import ARTIFACTS, LOCAL_HOSTS
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
 from glmkit.server.app import create_app
@@ -25,20 +26,6 @@ from glmkit.server.auth import KeyStore
 from glmkit.settings import Settings
 from servers import SlowEngine, serve
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 STORE_SERVICE = "glmkit.console.service.v1"
 BOT_YAML = """\
 name: shop
@@ -52,8 +39,6 @@ FAQ_QUESTION = "你们的营业时间是什么时候？"
 FAQ_ANSWER = "我们的人工客服每天 9:00-21:00 在线。"
 AGENT_REPLY = "您好，我是客服小李。"
 XSS = "<img src=x onerror=alert(1)>"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
 
 
 @dataclass
@@ -70,16 +55,6 @@ class Watch:
         assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
         assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
         assert not self.dialogs, f"unexpected dialogs: {self.dialogs}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -120,3 +120,22 @@ class Store(Protocol):
     def chunks(self, ids: Sequence[str]) -> list[ChunkRecord]: ...
 
     def close(self) -> None: ...
+
+
+def allowed_documents(store: Store, kbs: Sequence[str], filters: Filters) -> set[str] | None:
+    """Ids of the documents the filters admit (``None``: no filter, every document)."""
+    import fnmatch
+
+    if not filters.sources and not filters.tags:
+        return None
+    allowed = set()
+    for kb in kbs:
+        for d in store.list_documents(kb):
+            if filters.sources and not any(
+                d.source == s or fnmatch.fnmatch(d.source, s) for s in filters.sources
+            ):
+                continue
+            if filters.tags and not set(filters.tags) <= set(d.tags):
+                continue
+            allowed.add(d.id)
+    return allowed

@@ -4,7 +4,6 @@ index; BM25 computed in SQL with document frequencies counted per query) and the
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import secrets
@@ -25,6 +24,7 @@ from glmkit.kb.store import (
     KBRecord,
     NewChunk,
     Vectors,
+    allowed_documents,
 )
 from glmkit.kb.stores.sqlite import DOC_COLS, check_name
 
@@ -197,28 +197,13 @@ class PgVectorStore:
         return _doc(rows[0])
 
     # -- search --------------------------------------------------------------------------------------------
-    def _allowed_docs(self, kbs: Sequence[str], filters: Filters) -> list[str] | None:
-        if not filters.sources and not filters.tags:
-            return None
-        allowed = []
-        for kb in kbs:
-            for d in self.list_documents(kb):
-                if filters.sources and not any(
-                    d.source == s or fnmatch.fnmatch(d.source, s) for s in filters.sources
-                ):
-                    continue
-                if filters.tags and not set(filters.tags) <= set(d.tags):
-                    continue
-                allowed.append(d.id)
-        return allowed
-
     def bm25(
         self, kbs: Sequence[str], tokens: Sequence[str], n: int, filters: Filters
     ) -> list[tuple[str, float]]:
         terms = sorted({t for t in tokens if t.strip()})
         if not terms or not kbs:
             return []
-        allowed = self._allowed_docs(kbs, filters)
+        allowed = allowed_documents(self, kbs, filters)
         stats = self._q(
             "SELECT count(*), coalesce(avg(n_tokens), 1) FROM glmkit_chunks WHERE kb = ANY(%s)", (list(kbs),)
         )[0]
@@ -237,7 +222,7 @@ class PgVectorStore:
         doc_filter = "" if allowed is None else " AND doc_id = ANY(%s)"
         args: list[Any] = [qterms, [idf[t] for t in qterms], K1, K1, B, B, avgdl, list(kbs), qterms]
         if allowed is not None:
-            args.append(allowed)
+            args.append(sorted(allowed))
         rows = self._q(
             "WITH q AS (SELECT * FROM unnest(%s::text[], %s::float8[]) AS q(term, idf))"
             " SELECT c.id, sum(q.idf * tf.n * (%s + 1) / (tf.n + %s * (1 - %s + %s * c.n_tokens / %s))) AS s"
@@ -250,12 +235,12 @@ class PgVectorStore:
         return [(r[0], float(r[1])) for r in rows]
 
     def vector(self, kbs: Sequence[str], query: Vectors, n: int, filters: Filters) -> list[tuple[str, float]]:
-        allowed = self._allowed_docs(kbs, filters)
+        allowed = allowed_documents(self, kbs, filters)
         q = _vec(query)
         doc_filter = "" if allowed is None else " AND doc_id = ANY(%s)"
         args: list[Any] = [q, list(kbs)]
         if allowed is not None:
-            args.append(allowed)
+            args.append(sorted(allowed))
         args += [q, int(n)]
         with self._lock, self._db.transaction():
             self._q(f"SET LOCAL hnsw.ef_search = {max(40, int(n) * 2)}")

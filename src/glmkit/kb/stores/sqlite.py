@@ -5,7 +5,6 @@ kill leaves the store as it was before that document or fully updated."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import secrets
 import sqlite3
@@ -27,6 +26,7 @@ from glmkit.kb.store import (
     KBRecord,
     NewChunk,
     Vectors,
+    allowed_documents,
 )
 
 SCHEMA = """
@@ -190,21 +190,6 @@ class SQLiteStore:
         return _doc(row)
 
     # -- search --------------------------------------------------------------------------------------------
-    def _allowed_docs(self, kbs: Sequence[str], filters: Filters) -> set[str] | None:
-        if not filters.sources and not filters.tags:
-            return None
-        allowed = set()
-        for kb in kbs:
-            for d in self.list_documents(kb):
-                if filters.sources and not any(
-                    d.source == s or fnmatch.fnmatch(d.source, s) for s in filters.sources
-                ):
-                    continue
-                if filters.tags and not set(filters.tags) <= set(d.tags):
-                    continue
-                allowed.add(d.id)
-        return allowed
-
     def bm25(
         self, kbs: Sequence[str], tokens: Sequence[str], n: int, filters: Filters
     ) -> list[tuple[str, float]]:
@@ -212,7 +197,7 @@ class SQLiteStore:
         if not terms or not kbs:
             return []
         query = " OR ".join(f'"{t}"' for t in terms if t)
-        allowed = self._allowed_docs(kbs, filters)
+        allowed = allowed_documents(self, kbs, filters)
         marks = ",".join("?" * len(kbs))
         limit = n if allowed is None else n * 20
         with self._lock:
@@ -247,7 +232,7 @@ class SQLiteStore:
             return ids, docs, mat
 
     def vector(self, kbs: Sequence[str], query: Vectors, n: int, filters: Filters) -> list[tuple[str, float]]:
-        allowed = self._allowed_docs(kbs, filters)
+        allowed = allowed_documents(self, kbs, filters)
         out: list[tuple[str, float]] = []
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         for kb in kbs:
