@@ -9,7 +9,8 @@ from typing import Any
 
 from glmkit.apps.intent import IntentClassifier, LLMIntentClassifier
 from glmkit.apps.qa import QA, Answer
-from glmkit.apps.service import Bot, BotConfig, SessionStore
+from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.sessions import SessionStore
 from glmkit.errors import (
     BackendError,
     CancelledError,

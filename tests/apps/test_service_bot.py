@@ -9,7 +9,8 @@ import pytest
 
 from fakes import ScriptedEngine
 from glmkit.apps.intent import IntentClassifier
-from glmkit.apps.service import Bot, BotConfig, SessionNotFoundError, SessionStore
+from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.sessions import SessionNotFoundError, SessionStore
 from glmkit.errors import InvalidRequestError, PayloadTooLargeError
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format

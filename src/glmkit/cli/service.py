@@ -76,7 +76,8 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Any) -> int:
-    from glmkit.apps.service import Bot, BotConfig, SessionStore
+    from glmkit.apps.service import Bot, BotConfig
+    from glmkit.apps.sessions import SessionStore
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.embed import load_embedder
     from glmkit.runtime.models import load_chat_model
@@ -129,7 +130,8 @@ def _stdin_lines() -> Any:
 
 
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
-    from glmkit.apps.service import BotConfig, SessionStore, export_feedback
+    from glmkit.apps.service import BotConfig
+    from glmkit.apps.sessions import SessionStore, export_feedback
 
     cfg = BotConfig.load(args.config)
     store = SessionStore(settings.home / "service" / "sessions.sqlite3")

@@ -78,7 +78,8 @@ class AppState:
     def bot(self, name: str) -> Any:
         """The customer-service bot ``name`` (configs from ``settings.bots``, loaded on first use)."""
         if self.bots_instance is None:
-            from glmkit.apps.service import Bot, BotConfig, SessionStore
+            from glmkit.apps.service import Bot, BotConfig
+            from glmkit.apps.sessions import SessionStore
 
             store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
             bots = {}
