@@ -17,7 +17,7 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import kb, runtime, serve, service
+    from glmkit.cli import kb, runtime, serve, service, write
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     kb.register(sub)
     service.register(sub)
+    write.register(sub)
     return p
 
 
