@@ -76,3 +76,11 @@ def test_impossible_constraints_are_refused_up_front() -> None:
         Generator(model).generate("poem", "春", form="十言绝句")
     with pytest.raises(InvalidRequestError, match="topic"):
         Generator(model).generate("story", " ")
+
+
+def test_form_grammar_spells_the_form() -> None:
+    from glmkit.apps.generate import form_grammar
+
+    g = form_grammar("七言律诗")
+    assert g.count("cjk{7}") == 8 and g.count('"。"') == 4 and g.count('"，"') == 4
+    assert g.endswith("cjk ::= [\u4e00-\u9fff]\n")

@@ -14,7 +14,7 @@ from typing import Literal
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.chat import collect
 from glmkit.runtime.protocol import ChatModel
-from glmkit.types import Message, SamplingParams
+from glmkit.types import Constraint, Message, SamplingParams
 
 Kind = Literal["poem", "story", "article", "ad"]
 FORMS: dict[str, tuple[int, int]] = {
@@ -50,6 +50,17 @@ def poem_lines(text: str) -> list[str]:
     """Lines of a poem: split at line breaks and at the sentence punctuation that ends each line."""
     parts = re.split(r"[\n，。！？；,.!?;、]+", text)
     return [p for p in (re.sub(r"[^\u4e00-\u9fff]", "", x) for x in parts) if p]
+
+
+def form_grammar(form: str) -> str:
+    """GBNF for a classical form: N lines of exactly K Chinese characters, each ending in ，or 。 — the
+    form then holds by construction on backends that honour grammars (keywords are still checked)."""
+    n_lines, n_chars = FORMS[form]
+    parts = []
+    for i in range(n_lines):
+        end = '"。"' if i % 2 else '"，"'
+        parts.append(f"cjk{{{n_chars}}} {end}" + (' "\\n"' if i < n_lines - 1 else ""))
+    return "root ::= " + " ".join(parts) + "\ncjk ::= [\u4e00-\u9fff]\n"
 
 
 def check(
@@ -148,7 +159,10 @@ class Generator:
         messages = [Message("user", prompt)]
         for attempt in range(1, retries + 2):
             params = SamplingParams(
-                temperature=temperature, max_tokens=budget, seed=None if seed is None else seed + attempt
+                temperature=temperature,
+                max_tokens=budget,
+                seed=None if seed is None else seed + attempt,
+                constraint=Constraint("gbnf", form_grammar(form)) if form else None,
             )
             text = collect(self.model.stream(messages, params=params)).text.strip()
             problems = check(text, form=form, keywords=keywords, min_chars=min_chars, max_chars=max_chars)
