@@ -19,7 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, median, memory_bandwidth_gbs, table, write_result
-from glmkit.runtime.backends.llamacpp import default_extra_buffers
+from glmkit.runtime.backends.llamacpp_lib import default_extra_buffers
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.models import load_chat_model
 from glmkit.settings import Settings

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from _common import machine, table, write_result  # noqa: E402
 from glmkit.runtime.models import prepare_embedded  # noqa: E402
 from glmkit.settings import DEFAULT_MODEL, Settings  # noqa: E402
-from peers import free_port, llama_cpp_server  # noqa: E402
+from peers import free_port, llama_cpp_server, wait_ready  # noqa: E402
 
 TOPICS = ["春天", "长城", "大海", "茶", "月亮", "书法", "熊猫", "高铁", "秋天", "围棋", "黄河", "故宫"]
 
@@ -51,18 +51,7 @@ def glmkit_server(threads: int, parallel: int) -> Iterator[str]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("glmkit serve exited during start-up")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("glmkit serve did not start in time")
-            time.sleep(0.3)
+        wait_ready(proc, base, 120, "glmkit serve")
         yield base
     finally:
         proc.terminate()

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -17,7 +18,7 @@ import httpx
 LAUNCH = """
 import sys, runpy
 import llama_cpp.llama_cpp as low
-from glmkit.runtime.backends.llamacpp import default_extra_buffers
+from glmkit.runtime.backends.llamacpp_lib import default_extra_buffers
 orig = low.llama_model_default_params
 def params():
     p = orig(); p.use_extra_bufts = default_extra_buffers(); return p
@@ -31,6 +32,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout: float, what: str, log: Any = None) -> None:
+    """Poll ``base``/models until the server answers; a process that exits fails with its log's tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = ""
+            if log is not None:
+                log.seek(0)
+                tail = ": " + log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{what} exited during start-up{tail}")
+        try:
+            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {timeout:.0f} s")
+        time.sleep(0.3)
 
 
 @contextmanager
@@ -56,19 +77,7 @@ def llama_cpp_server(model_path: str, *extra: str, timeout: float = 60.0) -> Ite
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start in time")
-            time.sleep(0.3)
+        wait_ready(proc, base, timeout, "llama_cpp.server", log)
         yield base
     finally:
         proc.terminate()

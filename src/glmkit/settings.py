@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     kb_chunk_size: int = Field(400, ge=50, le=8000, description="Chunk size in characters.")
     kb_chunk_overlap: int = Field(60, ge=0, le=2000, description="Characters repeated between chunks.")
     kb_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file ingested.")
-    kb_reranker: str = Field("default", description="Reranker for retrieval: default, or none.")
+    kb_reranker: str = Field("none", description="Reranker for retrieval (none ships yet: see docs/kb.md).")
     qa_min_similarity: float = Field(
         0.82,
         ge=0,

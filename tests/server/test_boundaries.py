@@ -155,7 +155,8 @@ def test_shutdown_drains_in_flight_streams(tmp_path: Path) -> None:
     from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
     from glmkit.server.app import create_app
     from glmkit.settings import Settings
-    from servers import SlowEngine, free_port
+    from peers import free_port
+    from servers import SlowEngine
 
     engine = SlowEngine(("一二三四五六七八九十",), n_ctx=512, delay=0.1)
     app = create_app(

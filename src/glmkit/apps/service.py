@@ -488,7 +488,3 @@ class Bot:
             if q:
                 out.append(q[0][0])
         return out
-
-
-def prediction_or_none(p: Prediction | None) -> dict[str, Any] | None:
-    return p.as_dict() if p else None

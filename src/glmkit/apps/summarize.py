@@ -9,7 +9,7 @@ until one summary remains; the final pass can stream. Modes: ``news`` (a one-sen
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -174,7 +174,3 @@ class Summarizer:
             elif isinstance(d, FinishDelta):
                 s.text = s.text.strip()
             yield d
-
-
-def summarize_texts(texts: Sequence[str]) -> str:
-    return "\n\n".join(t for t in texts if t.strip())

@@ -8,6 +8,7 @@ model for JSON under a schema grammar, so its output always parses."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -250,7 +251,9 @@ class FAQBuilder:
             )
             for c, v in zip(live, vecs, strict=True)
         ]
-        digest = str(hash(tuple((c.id, c.question, c.answer) for c in live)))
+        digest = hashlib.sha256(
+            json.dumps([[c.id, c.question, c.answer] for c in live], ensure_ascii=False).encode()
+        ).hexdigest()
         self.kbs.store.replace_document(
             DocRecord(
                 "", kb, PUBLISHED_SOURCE, digest, 0, time.time(), len(chunks), ("faq",), "已发布的常见问题"

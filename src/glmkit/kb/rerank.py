@@ -16,11 +16,13 @@ class Reranker(Protocol):
 
 
 def load_reranker(name: str) -> Reranker | None:
-    """``none`` switches reranking off; ``default`` is the best reranker this install has."""
+    """``none`` (the default) retrieves without reranking. No reranker ships yet: PyPI has no Chinese
+    cross-encoder with its weights, and the alternatives measured on the Debian FAQ did no better than
+    hybrid retrieval (docs/kb.md). Plug one in by passing a ``Reranker`` to ``KnowledgeBases``."""
     if name in ("none", "off", ""):
         return None
-    if name == "default":
-        return None  # filled in when a reranker lands (see docs/kb.md)
     from glmkit.errors import InvalidRequestError
 
-    raise InvalidRequestError(f"unknown reranker {name!r}: use default or none", param="kb_reranker")
+    raise InvalidRequestError(
+        f"unknown reranker {name!r}: this install has none (use none)", param="kb_reranker"
+    )

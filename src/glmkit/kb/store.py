@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -139,3 +140,16 @@ def allowed_documents(store: Store, kbs: Sequence[str], filters: Filters) -> set
                 continue
             allowed.add(d.id)
     return allowed
+
+
+def doc_from_row(row: Sequence[Any]) -> DocRecord:
+    """A ``DocRecord`` from the columns ``id, kb, source, sha256, size, added, n_chunks, tags, title``."""
+    tags = tuple(json.loads(row[7]))
+    return DocRecord(row[0], row[1], row[2], row[3], int(row[4]), float(row[5]), int(row[6]), tags, row[8])
+
+
+def chunk_from_row(r: Sequence[Any]) -> ChunkRecord:
+    """A ``ChunkRecord`` from the chunk columns, then the document's ``source, tags, title``."""
+    return ChunkRecord(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])), r[11]
+    )

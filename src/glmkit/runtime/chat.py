@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from glmkit.errors import ContextOverflowError, InvalidRequestError
-from glmkit.runtime.formats.base import ChatFormat, IncrementalDecoder
+from glmkit.runtime.formats.base import ChatFormat, IncrementalDecoder, ReplyParser
 from glmkit.runtime.guards import LoopDetector, StopScanner
 from glmkit.runtime.protocol import Scored, TokenEngine, Tokenizer
 from glmkit.types import (
@@ -91,10 +91,7 @@ class EngineChatModel:
         if sampling.constraint is not None and "grammar" not in features:
             log.warning("%s cannot constrain decoding: the reply is not guaranteed to match", self.name)
             sampling = replace(sampling, constraint=None)
-        if sampling.logprobs is not None and "logprobs" not in features:
-            raise InvalidRequestError(
-                f"the {self.engine.info.backend} backend does not report logprobs", param="logprobs"
-            )
+        self._check_logprobs(sampling)
         ids = self.prompt_ids(messages, tools)
         n_ctx = self.engine.info.n_ctx
         room = n_ctx - len(ids)
@@ -112,20 +109,27 @@ class EngineChatModel:
             )
         if sampling.max_tokens > room:
             sampling = replace(sampling, max_tokens=room)
-        return self._generate(ids, sampling, tools, cancel)
+        tok = self.engine.tokenizer
+        return self._generate(
+            ids, sampling, self.format.parser(tools, tok), self.format.stop_ids(tok), cancel
+        )
 
     def _generate(
-        self, ids: list[int], sampling: ResolvedSampling, tools: Sequence[Tool], cancel: CancelToken | None
+        self,
+        ids: list[int],
+        sampling: ResolvedSampling,
+        parser: ReplyParser,
+        stop_ids: frozenset[int],
+        cancel: CancelToken | None,
     ) -> Iterator[Delta]:
         tok = self.engine.tokenizer
-        parser = self.format.parser(tools, tok)
         decoder = IncrementalDecoder(tok)
         stops = StopScanner(sampling.stop)
         loops = LoopDetector() if sampling.detect_loops else None
         n = 0
         reason: FinishReason = "stop"
         scored: list[TokenLogprob] = []
-        for item in self.engine.generate(ids, sampling, self.format.stop_ids(tok), cancel):
+        for item in self.engine.generate(ids, sampling, stop_ids, cancel):
             n += 1
             if isinstance(item, Scored):
                 tid = item.token
@@ -167,10 +171,7 @@ class EngineChatModel:
         if not prompt:
             raise InvalidRequestError("prompt is empty", param="prompt")
         sampling = (params or SamplingParams()).resolved()
-        if sampling.logprobs is not None and "logprobs" not in self.engine.info.features:
-            raise InvalidRequestError(
-                f"the {self.engine.info.backend} backend does not report logprobs", param="logprobs"
-            )
+        self._check_logprobs(sampling)
         tok = self.engine.tokenizer
         ids = tok.encode(prompt)
         room = self.engine.info.n_ctx - len(ids)
@@ -181,46 +182,30 @@ class EngineChatModel:
                 param="max_tokens" if room >= 1 else "prompt",
             )
         sampling = replace(sampling, max_tokens=min(sampling.max_tokens, room))
-        return self._complete(ids, sampling, cancel)
+        # no chat format: text passes straight through, no stop ids beyond EOG, no loop guard (as before)
+        raw = replace(sampling, detect_loops=False)
+        return self._generate(ids, raw, _RawParser(), frozenset(), cancel)
 
-    def _complete(
-        self, ids: list[int], sampling: ResolvedSampling, cancel: CancelToken | None
-    ) -> Iterator[Delta]:
-        tok = self.engine.tokenizer
-        decoder = IncrementalDecoder(tok)
-        stops = StopScanner(sampling.stop)
-        n = 0
-        reason: FinishReason = "stop"
-        scored: list[TokenLogprob] = []
-        for item in self.engine.generate(ids, sampling, frozenset(), cancel):
-            n += 1
-            tid = item.token if isinstance(item, Scored) else item
-            if isinstance(item, Scored):
-                scored.append(_token_logprob(tok, item))
-            text = stops.feed(decoder.feed(tid))
-            if text:
-                if scored:
-                    yield LogprobDelta(tuple(scored))
-                    scored = []
-                yield TextDelta(text)
-            if stops.stopped:
-                break
-        else:
-            if cancel is not None and cancel.cancelled:
-                reason = "cancelled"
-            elif n >= sampling.max_tokens:
-                reason = "length"
-        if not stops.stopped:
-            tail = stops.feed(decoder.flush()) + stops.flush()
-            if tail:
-                yield TextDelta(tail)
-        if scored:
-            yield LogprobDelta(tuple(scored))
-        yield UsageDelta(prompt_tokens=len(ids), completion_tokens=n)
-        yield FinishDelta(reason)
+    def _check_logprobs(self, sampling: ResolvedSampling) -> None:
+        if sampling.logprobs is not None and "logprobs" not in self.engine.info.features:
+            raise InvalidRequestError(
+                f"the {self.engine.info.backend} backend does not report logprobs", param="logprobs"
+            )
 
     def close(self) -> None:
         self.engine.close()
+
+
+class _RawParser:
+    """Raw completions: every piece of text is text (no tool calls, nothing held back)."""
+
+    called_tools = False
+
+    def feed(self, token_id: int, text: str) -> list[Delta]:
+        return [TextDelta(text)] if text else []
+
+    def finish(self) -> list[Delta]:
+        return []
 
 
 def select_tools(tools: Sequence[Tool], choice: ToolChoice) -> Sequence[Tool]:

@@ -75,28 +75,31 @@ class AppState:
             self.kbs_instance = kbs
         return self.kbs_instance
 
-    def bot(self, name: str) -> Any:
-        """The customer-service bot ``name`` (configs from ``settings.bots``, loaded on first use)."""
+    def bots(self) -> dict[str, Any]:
+        """The customer-service bots (configs from ``settings.bots``), loaded on first use; they share the
+        server's chat model, embedding model and knowledge bases."""
         if self.bots_instance is None:
             from glmkit.apps.service import Bot, BotConfig
             from glmkit.apps.sessions import SessionStore
 
-            store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
-            bots = {}
-            for path in self.settings.bots:
-                cfg = BotConfig.load(Path(path))
-                emb = (
-                    load_embedder(self.settings.embedding_model)
-                    if self.embedder_instance is None
-                    else self.embedder_instance
-                )
-                self.embedder_instance = emb
-                bots[cfg.name] = Bot(cfg, self.chat, emb, store, self.kbs if cfg.knowledge_bases else None)
-            self.bots_instance = bots
+            configs = [BotConfig.load(Path(p)) for p in self.settings.bots]
+            self.bots_instance = {}
+            if configs:
+                if self.embedder_instance is None:
+                    self.embedder_instance = load_embedder(self.settings.embedding_model)
+                emb = self.embedder_instance
+                store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
+                for c in configs:
+                    kbs = self.kbs if c.knowledge_bases else None
+                    self.bots_instance[c.name] = Bot(c, self.chat, emb, store, kbs)
+        return self.bots_instance
+
+    def bot(self, name: str) -> Any:
+        bots = self.bots()
         try:
-            return self.bots_instance[name]
+            return bots[name]
         except KeyError:
-            known = ", ".join(sorted(self.bots_instance)) or "none (start the server with --bot CONFIG)"
+            known = ", ".join(sorted(bots)) or "none (start the server with --bot CONFIG)"
             raise ModelNotFoundError(f"no bot named {name!r}; bots: {known}", param="bot") from None
 
     def model_cards(self) -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ from glmkit.kb.store import (
     NewChunk,
     Vectors,
     allowed_documents,
+    chunk_from_row,
+    doc_from_row,
 )
 from glmkit.kb.stores.sqlite import DOC_COLS, check_name
 
@@ -124,12 +126,12 @@ class PgVectorStore:
     # -- documents -----------------------------------------------------------------------------------------
     def find_document(self, kb: str, source: str) -> DocRecord | None:
         rows = self._q(f"SELECT {DOC_COLS} FROM glmkit_documents WHERE kb = %s AND source = %s", (kb, source))
-        return _doc(rows[0]) if rows else None
+        return doc_from_row(rows[0]) if rows else None
 
     def list_documents(self, kb: str) -> list[DocRecord]:
         self.get_kb(kb)
         return [
-            _doc(r)
+            doc_from_row(r)
             for r in self._q(f"SELECT {DOC_COLS} FROM glmkit_documents WHERE kb = %s ORDER BY source", (kb,))
         ]
 
@@ -194,7 +196,7 @@ class PgVectorStore:
         with self._lock, self._db.transaction():
             self._q("DELETE FROM glmkit_documents WHERE id = %s", (rows[0][0],))
             self._q("UPDATE glmkit_kbs SET version = version + 1 WHERE name = %s", (kb,))
-        return _doc(rows[0])
+        return doc_from_row(rows[0])
 
     # -- search --------------------------------------------------------------------------------------------
     def bm25(
@@ -260,12 +262,7 @@ class PgVectorStore:
             " d.tags, d.title FROM glmkit_chunks c JOIN glmkit_documents d ON d.id = c.doc_id WHERE c.id = ANY(%s)",
             (list(ids),),
         )
-        by_id = {
-            r[0]: ChunkRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])), r[11]
-            )
-            for r in rows
-        }
+        by_id = {r[0]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     def close(self) -> None:
@@ -275,20 +272,6 @@ class PgVectorStore:
 
 def _vec(v: Any) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(v, dtype=np.float32).reshape(-1)) + "]"
-
-
-def _doc(row: Any) -> DocRecord:
-    return DocRecord(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        int(row[4]),
-        float(row[5]),
-        int(row[6]),
-        tuple(json.loads(row[7])),
-        row[8],
-    )
 
 
 def _redact(url: str) -> str:

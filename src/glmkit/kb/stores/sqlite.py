@@ -27,6 +27,8 @@ from glmkit.kb.store import (
     NewChunk,
     Vectors,
     allowed_documents,
+    chunk_from_row,
+    doc_from_row,
 )
 
 SCHEMA = """
@@ -106,7 +108,7 @@ class SQLiteStore:
             row = self._db.execute(
                 f"SELECT {DOC_COLS} FROM documents WHERE kb = ? AND source = ?", (kb, source)
             ).fetchone()
-        return _doc(row) if row else None
+        return doc_from_row(row) if row else None
 
     def list_documents(self, kb: str) -> list[DocRecord]:
         self.get_kb(kb)
@@ -114,7 +116,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {DOC_COLS} FROM documents WHERE kb = ? ORDER BY source", (kb,)
             ).fetchall()
-        return [_doc(r) for r in rows]
+        return [doc_from_row(r) for r in rows]
 
     def replace_document(self, doc: DocRecord, chunks: Sequence[NewChunk]) -> DocRecord:
         kb = self.get_kb(doc.kb)
@@ -126,7 +128,7 @@ class SQLiteStore:
                 "SELECT id FROM documents WHERE kb = ? AND source = ?", (doc.kb, doc.source)
             ).fetchone()
             if old is not None:
-                self._drop_doc(old[0])
+                self._dropdoc_from_row(old[0])
             doc_id = doc.id or secrets.token_hex(8)
             self._db.execute(
                 "INSERT INTO documents (id, kb, source, sha256, size, added, n_chunks, tags, title)"
@@ -169,7 +171,7 @@ class SQLiteStore:
         assert found is not None
         return found
 
-    def _drop_doc(self, doc_id: str) -> None:
+    def _dropdoc_from_row(self, doc_id: str) -> None:
         self._db.execute(
             "DELETE FROM chunks_fts WHERE chunk_id IN (SELECT id FROM chunks WHERE doc_id = ?)", (doc_id,)
         )
@@ -185,9 +187,9 @@ class SQLiteStore:
             if row is None:
                 raise KBNotFoundError(f"knowledge base {kb!r} has no document {doc!r}", param="doc")
             with self._tx():
-                self._drop_doc(row[0])
+                self._dropdoc_from_row(row[0])
                 self._db.execute("UPDATE kbs SET version = version + 1 WHERE name = ?", (kb,))
-        return _doc(row)
+        return doc_from_row(row)
 
     # -- search --------------------------------------------------------------------------------------------
     def bm25(
@@ -260,12 +262,7 @@ class SQLiteStore:
                 f" d.tags, d.title FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
                 tuple(ids),
             ).fetchall()
-        by_id = {
-            r[0]: ChunkRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])), r[11]
-            )
-            for r in rows
-        }
+        by_id = {r[0]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     def close(self) -> None:
@@ -288,12 +285,6 @@ class _Tx:
 
 
 DOC_COLS = "id, kb, source, sha256, size, added, n_chunks, tags, title"
-
-
-def _doc(row: Any) -> DocRecord:
-    return DocRecord(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], tuple(json.loads(row[7])), row[8]
-    )
 
 
 def check_name(name: str) -> None:

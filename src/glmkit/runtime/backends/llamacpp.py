@@ -16,10 +16,10 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,141 +28,21 @@ from glmkit.errors import (
     CancelledError,
     InvalidRequestError,
     ModelLoadError,
-    ModelNotFoundError,
+)
+from glmkit.runtime.backends.llamacpp_lib import (
+    LlamaTokenizer,
+    QuietLog,
+    check_gguf,
+    default_extra_buffers,
+    load_lib,
 )
 from glmkit.runtime.protocol import EngineInfo, Scored
 from glmkit.types import CancelToken, Constraint, ResolvedSampling
 
 log = logging.getLogger(__name__)
 PENALTY_LAST_N = 64
+T = TypeVar("T")
 _END = object()
-
-
-def _llama() -> Any:
-    import llama_cpp
-
-    return llama_cpp
-
-
-class _Quiet:
-    """llama.cpp prints its load log to stderr; route it to Python logging at debug level instead."""
-
-    callback: Any = None
-    lock = threading.Lock()
-
-    @classmethod
-    def install(cls) -> None:
-        with cls.lock:
-            if cls.callback is not None:
-                return
-            lc = _llama()
-
-            def _cb(level: int, text: bytes, _user: Any) -> None:
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
-
-            cls.callback = lc.llama_log_callback(_cb)
-            lc.llama_log_set(cls.callback, ctypes.c_void_p(0))
-            lc.llama_backend_init()
-
-
-def cpu_has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_tile" in line.split()
-    except OSError:
-        return False
-    return False
-
-
-def default_extra_buffers() -> bool:
-    """llama.cpp's extra CPU buffer types (AMX and weight repacking) crash multi-token batches with a
-    segfault on AMX-capable VMs here (one-token decode works; any prompt longer than a token dies).
-    Off where the CPU reports AMX; otherwise on (~15% faster decode). ``GLMKIT_LLAMA_EXTRA_BUFFERS=0/1``
-    overrides."""
-    env = os.environ.get("GLMKIT_LLAMA_EXTRA_BUFFERS")
-    if env is not None:
-        return env.strip() not in ("0", "false", "no", "")
-    return not cpu_has_amx()
-
-
-def check_gguf(path: Path) -> None:
-    if not path.exists():
-        raise ModelNotFoundError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelNotFoundError(f"model path is not a file: {path}")
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise ModelLoadError(
-            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): it is corrupt or another "
-            "format; re-download or re-convert it"
-        )
-
-
-class LlamaTokenizer:
-    """Tokenizer over a llama.cpp vocabulary. ``encode`` never parses special-token text."""
-
-    def __init__(self, vocab: Any) -> None:
-        self._lc = _llama()
-        self._vocab = vocab
-        self.n_vocab = self._lc.llama_vocab_n_tokens(vocab)
-        attr_special = self._lc.LLAMA_TOKEN_ATTR_CONTROL | self._lc.LLAMA_TOKEN_ATTR_USER_DEFINED
-        self._special: dict[str, int] = {}
-        for i in range(self.n_vocab):
-            if self._lc.llama_vocab_get_attr(vocab, i) & attr_special:
-                text = self._piece(i, special=True).decode("utf-8", "replace")
-                if text:
-                    self._special.setdefault(text, i)
-        self._cache: dict[int, bytes] = {}
-
-    def _tokenize(self, text: str, parse_special: bool) -> list[int]:
-        data = text.encode("utf-8")
-        cap = len(data) + 16
-        buf = (self._lc.llama_token * cap)()
-        n = self._lc.llama_tokenize(self._vocab, data, len(data), buf, cap, False, parse_special)
-        if n < 0:
-            cap = -n
-            buf = (self._lc.llama_token * cap)()
-            n = self._lc.llama_tokenize(self._vocab, data, len(data), buf, cap, False, parse_special)
-        return list(buf[:n])
-
-    def encode(self, text: str) -> list[int]:
-        return self._tokenize(text, parse_special=False) if text else []
-
-    def encode_with_specials(self, text: str) -> list[int]:
-        return self._tokenize(text, parse_special=True) if text else []
-
-    def _piece(self, tid: int, special: bool) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._lc.llama_token_to_piece(self._vocab, tid, buf, 64, 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._lc.llama_token_to_piece(self._vocab, tid, buf, -n, 0, special)
-        return buf.raw[:n]
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        out = []
-        for i in ids:
-            if i < 0 or i >= self.n_vocab:
-                continue
-            piece = self._cache.get(i)
-            if piece is None:
-                piece = self._cache[i] = self._piece(i, special=False)
-            out.append(piece)
-        return b"".join(out)
-
-    def special_id(self, token: str) -> int | None:
-        return self._special.get(token)
-
-    @property
-    def special_texts(self) -> Sequence[str]:
-        return list(self._special)
-
-    def is_eog(self, token_id: int) -> bool:
-        return bool(self._lc.llama_vocab_is_eog(self._vocab, token_id))
 
 
 @dataclass
@@ -209,8 +89,8 @@ class LlamaEngine:
             raise InvalidRequestError(
                 f"n_seq_max must be within [1, 256], got {n_seq_max}", param="n_seq_max"
             )
-        _Quiet.install()
-        lc = self._lc = _llama()
+        QuietLog.install()
+        lc = self._lc = load_lib()
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = 0
         mparams.use_extra_bufts = default_extra_buffers() if extra_buffers is None else extra_buffers
@@ -364,20 +244,16 @@ class LlamaEngine:
         lc.llama_free(self._ctx)
         lc.llama_model_free(self._model)
 
-    def logits(self, prompt_ids: Sequence[int]) -> list[float]:
-        """Next-token logits after ``prompt_ids`` (tests and cross-checks; blocks the worker once)."""
+    def _on_worker(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the worker between steps (it owns the context) and hand back its result or error.
+        One-off jobs (scoring, cross-checks) need an idle engine: they reuse the first sequences."""
         result: queue.Queue[Any] = queue.Queue()
 
         def job() -> None:
             try:
                 if any(s.req is not None for s in self._slots):
-                    raise BackendError("logits() needs an idle engine")
-                seq = self._slots[0].seq_id
-                self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
-                self._slots[0].cached = []
-                self._decode_chunks(seq, list(prompt_ids), 0)
-                ptr = self._lc.llama_get_logits_ith(self._ctx, -1)
-                result.put(list(ptr[: self.n_vocab]))
+                    raise BackendError(f"{what}() needs an idle engine")
+                result.put(fn())
             except Exception as e:  # noqa: BLE001 - handed to the caller
                 result.put(e)
 
@@ -387,51 +263,47 @@ class LlamaEngine:
             raise item
         return item  # type: ignore[no-any-return]
 
+    def _reset(self, k: int) -> int:
+        seq = self._slots[k].seq_id
+        self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        self._slots[k].cached = []
+        return seq
+
+    def logits(self, prompt_ids: Sequence[int]) -> list[float]:
+        """Next-token logits after ``prompt_ids`` (tests and cross-checks; blocks the worker once)."""
+
+        def run() -> list[float]:
+            self._decode_chunks(self._reset(0), list(prompt_ids), 0)
+            return list(self._lc.llama_get_logits_ith(self._ctx, -1)[: self.n_vocab])
+
+        return self._on_worker("logits", run)
+
     def continuation_logprob(self, prefix_ids: Sequence[int], continuation: Sequence[int]) -> float:
         """Sum of log P(continuation | prefix), teacher-forced (scoring: rerankers, evaluation)."""
         if not prefix_ids or not continuation:
             raise InvalidRequestError("continuation_logprob needs a prefix and a continuation")
         if len(prefix_ids) + len(continuation) >= self.info.n_ctx:
             raise InvalidRequestError(f"prefix and continuation exceed n_ctx={self.info.n_ctx}")
-        result: queue.Queue[Any] = queue.Queue()
         toks = list(prefix_ids) + list(continuation)
         start = len(prefix_ids) - 1  # logits at this position predict continuation[0]
 
-        def job() -> None:
-            try:
-                if any(s.req is not None for s in self._slots):
-                    raise BackendError("continuation_logprob() needs an idle engine")
-                lc = self._lc
-                seq = self._slots[0].seq_id
-                lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
-                self._slots[0].cached = []
-                total = 0.0
-                for off in range(0, len(toks) - 1, self.n_batch):
-                    chunk = toks[off : min(off + self.n_batch, len(toks) - 1)]
-                    for j, t in enumerate(chunk):
-                        self._put(self._batch, j, t, off + j, seq, off + j >= start)
-                    self._batch.n_tokens = len(chunk)
-                    if lc.llama_decode(self._ctx, self._batch) != 0:
-                        raise BackendError("llama_decode failed")
-                    for j in range(len(chunk)):
-                        pos = off + j
-                        if pos < start:
-                            continue
-                        row = np.ctypeslib.as_array(
-                            lc.llama_get_logits_ith(self._ctx, j), shape=(self.n_vocab,)
-                        )
-                        row = row.astype(np.float64)
-                        m = row.max()
-                        total += float(row[toks[pos + 1]] - m - np.log(np.exp(row - m).sum()))
-                result.put(total)
-            except Exception as e:  # noqa: BLE001 - handed to the caller
-                result.put(e)
+        def run() -> float:
+            lc = self._lc
+            seq = self._reset(0)
+            total = 0.0
+            for off in range(0, len(toks) - 1, self.n_batch):
+                chunk = toks[off : min(off + self.n_batch, len(toks) - 1)]
+                for j, t in enumerate(chunk):
+                    self._put(self._batch, j, t, off + j, seq, off + j >= start)
+                self._batch.n_tokens = len(chunk)
+                if lc.llama_decode(self._ctx, self._batch) != 0:
+                    raise BackendError("llama_decode failed")
+                for j in range(max(0, start - off), len(chunk)):
+                    row = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, j), shape=(self.n_vocab,))
+                    total += _logprob(row.astype(np.float64), toks[off + j + 1])
+            return total
 
-        self._incoming.put(job)  # type: ignore[arg-type]
-        item = result.get()
-        if isinstance(item, BaseException):
-            raise item
-        return float(item)
+        return self._on_worker("continuation_logprob", run)
 
     def logits_together(self, prompts: Sequence[Sequence[int]]) -> list[list[float]]:
         """Next-token logits after each prompt, all decoded in one batch on their own sequences.
@@ -442,39 +314,23 @@ class LlamaEngine:
             raise InvalidRequestError(f"logits_together takes 1..{self.n_seq_max} prompts")
         if sum(len(p) for p in prompts) > self.n_batch:
             raise InvalidRequestError(f"logits_together: prompts exceed n_batch={self.n_batch}")
-        result: queue.Queue[Any] = queue.Queue()
 
-        def job() -> None:
-            try:
-                if any(s.req is not None for s in self._slots):
-                    raise BackendError("logits_together() needs an idle engine")
-                n = 0
-                rows = []
-                for k, toks in enumerate(prompts):
-                    seq = self._slots[k].seq_id
-                    self._lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
-                    self._slots[k].cached = []
-                    for j, t in enumerate(toks):
-                        self._put(self._batch, n, t, j, seq, j == len(toks) - 1)
-                        n += 1
-                    rows.append(n - 1)
-                self._batch.n_tokens = n
-                rc = self._lc.llama_decode(self._ctx, self._batch)
-                if rc != 0:
-                    raise BackendError(f"llama_decode returned {rc}")
-                out = []
-                for i in rows:
-                    ptr = self._lc.llama_get_logits_ith(self._ctx, i)
-                    out.append(list(ptr[: self.n_vocab]))
-                result.put(out)
-            except Exception as e:  # noqa: BLE001 - handed to the caller
-                result.put(e)
+        def run() -> list[list[float]]:
+            n = 0
+            rows = []
+            for k, toks in enumerate(prompts):
+                seq = self._reset(k)
+                for j, t in enumerate(toks):
+                    self._put(self._batch, n, t, j, seq, j == len(toks) - 1)
+                    n += 1
+                rows.append(n - 1)
+            self._batch.n_tokens = n
+            rc = self._lc.llama_decode(self._ctx, self._batch)
+            if rc != 0:
+                raise BackendError(f"llama_decode returned {rc}")
+            return [list(self._lc.llama_get_logits_ith(self._ctx, i)[: self.n_vocab]) for i in rows]
 
-        self._incoming.put(job)  # type: ignore[arg-type]
-        item = result.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item  # type: ignore[no-any-return]
+        return self._on_worker("logits_together", run)
 
     # -- the worker -----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -641,9 +497,17 @@ class LlamaEngine:
                 raise BackendError(f"llama_decode returned {rc}")
 
 
-def _score(logits: Any, tid: int, k: int) -> Scored:
+def _lse(logits: Any) -> float:
     m = float(logits.max())
-    lse = m + float(np.log(np.exp(logits - m).sum()))
+    return m + float(np.log(np.exp(logits - m).sum()))
+
+
+def _logprob(logits: Any, tid: int) -> float:
+    return float(logits[tid]) - _lse(logits)
+
+
+def _score(logits: Any, tid: int, k: int) -> Scored:
+    lse = _lse(logits)
     top: tuple[tuple[int, float], ...] = ()
     if k > 0:
         idx = np.argpartition(-logits, k)[:k]

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from glmkit.errors import GlmkitError, InvalidRequestError, TimeoutError_
+from glmkit.errors import GlmkitError, InvalidRequestError, ModelNotFoundError, TimeoutError_
 from glmkit.runtime.formats.tools import normalize_tools
 from glmkit.runtime.messages import messages_from_dicts
 from glmkit.server.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -459,5 +459,5 @@ async def get_model(model_id: str, request: Request) -> Any:
     for card in state.model_cards():
         if card["id"] == model_id:
             return card
-    state.chat_model(model_id)  # raises the 404 with the known names
-    return JSONResponse({})  # unreachable
+    known = ", ".join(c["id"] for c in state.model_cards())
+    raise ModelNotFoundError(f"model {model_id!r} is not served here; available: {known}", param="model")

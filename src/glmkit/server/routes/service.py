@@ -46,15 +46,8 @@ def _bot(request: Request, name: str) -> Any:
 
 @router.get("")
 async def bots(request: Request) -> Any:
-    state = get_state(request)
-    from glmkit.apps.service import BotConfig
-
-    names = []
-    for p in state.settings.bots:
-        from pathlib import Path
-
-        names.append(BotConfig.load(Path(p)).name)
-    return {"object": "list", "data": [{"name": n} for n in names]}
+    loaded = await asyncio.to_thread(get_state(request).bots)
+    return {"object": "list", "data": [{"name": n} for n in loaded]}
 
 
 @router.post("/{bot}/sessions", status_code=201)
