@@ -84,3 +84,101 @@ def test_form_grammar_spells_the_form() -> None:
     g = form_grammar("七言律诗")
     assert g.count("cjk{7}") == 8 and g.count('"。"') == 4 and g.count('"，"') == 4
     assert g.endswith("cjk ::= [\u4e00-\u9fff]\n")
+
+
+# -- length, strategies, concurrency, limits --------------------------------------------------------------
+def test_refine_reads_pieces_in_order_and_carries_the_summary() -> None:
+    model, engine = scripted("\n长城是防御工程。")
+    s = Summarizer(model, piece_chars=400).summarize(ARTICLE * 8, strategy="refine", sentences=2)
+    assert s.strategy == "refine" and s.calls == s.pieces == len(engine.prompts) >= 3
+    prompts = [engine.tokenizer.decode_bytes(p).decode() for p in engine.prompts]
+    assert "前文摘要" not in prompts[0] and all("【前文摘要】\n长城是防御工程。" in p for p in prompts[1:])
+    assert all("用2句话" in p for p in prompts)
+
+
+def test_map_calls_run_concurrently_with_progress() -> None:
+    model, engine = scripted("\n要点。")
+    seen: list[tuple[int, int, str]] = []
+    s = Summarizer(model, piece_chars=300, concurrency=4).summarize(
+        ARTICLE * 12, progress=lambda d, t, stage: seen.append((d, t, stage))
+    )
+    level1 = [x for x in seen if x[2] == "level 1"]
+    assert level1[0][0] == 0 and level1[-1][0] == level1[-1][1] == s.pieces
+    assert s.calls == len(engine.prompts) and seen[-1][2] == "final"
+
+
+def test_a_piece_that_overflows_the_context_is_halved() -> None:
+    engine = ScriptedEngine(["\n要点。"], n_ctx=1500)
+    model = EngineChatModel(engine, ChatGLM3Format(), name="fake")
+    s = Summarizer(model, piece_chars=1500, concurrency=1).summarize(ARTICLE * 8)
+    assert s.text == "要点。" and s.calls > s.pieces  # each overflowing piece became two calls
+
+
+def test_size_limits_and_binary_text_get_clear_errors() -> None:
+    from glmkit.apps.summarize import MAX_LLM_INPUT_CHARS
+    from glmkit.errors import PayloadTooLargeError
+
+    model, engine = scripted("\nx")
+    with pytest.raises(PayloadTooLargeError, match="extractive"):
+        Summarizer(model).summarize("长" * (MAX_LLM_INPUT_CHARS + 1))
+    with pytest.raises(InvalidRequestError, match="binary"):
+        Summarizer(model).summarize("abc\x00def")
+    with pytest.raises(InvalidRequestError, match="sentences"):
+        Summarizer(model).summarize("文本。", sentences=0)
+    assert engine.prompts == []  # nothing reached the model
+
+
+def test_extractive_scales_window_by_window() -> None:
+    import random
+
+    rng = random.Random(0)
+    words = ["长城", "运河", "故宫", "游客", "历史", "修建", "皇帝", "百姓", "城墙", "文化", "遗产", "山海关"]
+    text = "".join("".join(rng.choice(words) for _ in range(6)) + "。" for _ in range(3000))
+    picked = extractive(text, 3)
+    assert picked.count("。") == 3 and all(s + "。" in text for s in picked.split("。")[:3])
+
+
+# -- templates ---------------------------------------------------------------------------------------------
+def test_user_templates_add_and_override_kinds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from glmkit.apps.generate import load_templates
+
+    (tmp_path / "slogan.yaml").write_text("description: 口号\nprompt: 为{topic}写一句口号。{controls}\n", "utf-8")
+    (tmp_path / "ad.yaml").write_text("prompt: 广告：{topic}，{length}。\ndefault_length: 三十字\n", "utf-8")
+    t = load_templates(tmp_path)
+    assert {"poem", "story", "article", "ad", "product", "slogan"} <= set(t)
+    assert t["ad"].prompt.startswith("广告") and t["ad"].source.endswith("ad.yaml")
+    model, engine = scripted("\n好口号。")
+    g = Generator(model, t).generate("slogan", "节约用水", keywords=["水"], retries=0)
+    assert "为节约用水写一句口号。必须包含这些词：水。" in engine.tokenizer.decode_bytes(engine.prompts[0]).decode()
+    assert g.ok is False and "水" in g.problems[0]  # the draft lacks the keyword and says so
+    with pytest.raises(InvalidRequestError, match="kind must be one of"):
+        Generator(model, t).generate("sonnet", "春")
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("prompt: 写{topic}{topic.__class__}\n", "unknown placeholder"),
+        ("prompt: 没有主题\n", "topic"),
+        ("prompt: 写{topic}\ncolour: red\n", "unknown key"),
+        ("prompt: 写{topic}\nmax_tokens: 0\n", "max_tokens"),
+        ("- not\n- a mapping\n", "mapping"),
+        ("prompt: '写{topic}{x'\n", "not a valid template"),
+    ],
+)
+def test_bad_templates_name_the_file_and_the_problem(tmp_path, body: str, error: str) -> None:  # type: ignore[no-untyped-def]
+    from glmkit.apps.generate import load_templates
+
+    (tmp_path / "bad.yaml").write_text(body, "utf-8")
+    with pytest.raises(InvalidRequestError, match=error) as e:
+        load_templates(tmp_path)
+    assert "bad.yaml" in e.value.message
+
+
+def test_forty_keywords_in_a_quatrain_is_refused() -> None:
+    model, engine = scripted("\nx")
+    with pytest.raises(InvalidRequestError, match="cannot fit a 五言绝句 of 20 characters"):
+        Generator(model).generate("poem", "春", form="五言绝句", keywords=[f"词{i}" for i in range(40)])
+    with pytest.raises(InvalidRequestError, match="form applies to poems only"):
+        Generator(model).generate("ad", "奶茶", form="五言绝句")
+    assert engine.prompts == []

@@ -1,4 +1,7 @@
-"""Controlled text generation: poems, stories, articles, ad copy, from a topic plus controls.
+"""Controlled text generation: poems, stories, articles, ad and product copy, from a topic plus controls.
+
+Each kind is a template file (``templates/*.yaml`` in the package; users add or override kinds with YAML
+files in ``$GLMKIT_HOME/templates/``): a prompt with the placeholders {topic} {controls} {length} {form}.
 
 Constraints that can be checked are checked, and a failed draft is retried with the problems named in
 the next request: a 绝句 has 4 lines and a 律诗 8, of 5 (五言) or 7 (七言) Chinese characters each;
@@ -8,29 +11,98 @@ its check report, so a caller always sees whether the constraints were met."""
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any
 
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.chat import collect
 from glmkit.runtime.protocol import ChatModel
 from glmkit.types import Constraint, Message, SamplingParams
 
-Kind = Literal["poem", "story", "article", "ad"]
 FORMS: dict[str, tuple[int, int]] = {
     "五言绝句": (4, 5),
     "七言绝句": (4, 7),
     "五言律诗": (8, 5),
     "七言律诗": (8, 7),
 }
-TEMPLATES: dict[str, str] = {
-    "poem": "写一首{form}，主题是：{topic}。{controls}只输出诗的正文，每句一行，不要标题和解释。",
-    "story": "写一个{length}的故事，主题是：{topic}。{controls}",
-    "article": "写一篇{length}的文章，题目或要求是：{topic}。{controls}",
-    "ad": "为以下产品或活动写一段{length}的广告文案：{topic}。{controls}",
-}
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+PLACEHOLDERS = {"topic", "controls", "length", "form"}
+TEMPLATE_KEYS = {"description", "prompt", "default_length", "max_tokens"}
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_KEYWORDS = 12
 CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    prompt: str
+    description: str = ""
+    default_length: str = "三百字左右"
+    max_tokens: int | None = None
+    source: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+def parse_template(name: str, data: Any, source: str) -> Template:
+    """A template from parsed YAML; errors name the file and the field."""
+    if not NAME.match(name):
+        raise InvalidRequestError(
+            f"{source}: a template name is lowercase letters, digits, - or _, not {name!r}"
+        )
+    if not isinstance(data, dict):
+        raise InvalidRequestError(f"{source}: a template is a mapping with at least 'prompt'")
+    unknown = sorted(set(data) - TEMPLATE_KEYS)
+    if unknown:
+        raise InvalidRequestError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(TEMPLATE_KEYS))}"
+        )
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or "{topic}" not in prompt:
+        raise InvalidRequestError(f"{source}: 'prompt' must be text containing {{topic}}")
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None}
+    except ValueError as e:
+        raise InvalidRequestError(f"{source}: 'prompt' is not a valid template ({e})") from None
+    bad = sorted(fields - PLACEHOLDERS)  # no attribute or index access: only the plain names
+    if bad:
+        raise InvalidRequestError(
+            f"{source}: unknown placeholder(s) {', '.join('{' + b + '}' for b in bad)}; "
+            f"allowed: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"
+        )
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or not 16 <= max_tokens <= 8192):
+        raise InvalidRequestError(f"{source}: 'max_tokens' must be a whole number within [16, 8192]")
+    return Template(
+        name,
+        prompt,
+        str(data.get("description", "")),
+        str(data.get("default_length", "三百字左右")),
+        max_tokens,
+        source,
+    )
+
+
+def load_templates(user_dir: Path | None = None) -> dict[str, Template]:
+    """The built-in kinds, then the user's YAML files (which add kinds or replace built-in ones)."""
+    import yaml
+
+    out: dict[str, Template] = {}
+    dirs = [BUILTIN_TEMPLATES] + ([user_dir] if user_dir is not None and user_dir.is_dir() else [])
+    for d in dirs:
+        for f in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
+            try:
+                data = yaml.safe_load(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                raise InvalidRequestError(
+                    f"{f}: cannot read this template ({type(e).__name__}: {e})"
+                ) from None
+            out[f.stem] = parse_template(f.stem, data, str(f))
+    return out
 
 
 @dataclass
@@ -89,12 +161,13 @@ def check(
 
 
 class Generator:
-    def __init__(self, model: ChatModel) -> None:
+    def __init__(self, model: ChatModel, templates: dict[str, Template] | None = None) -> None:
         self.model = model
+        self.templates = templates if templates is not None else load_templates()
 
     def generate(
         self,
-        kind: Kind,
+        kind: str,
         topic: str,
         *,
         form: str | None = None,
@@ -107,17 +180,19 @@ class Generator:
         temperature: float = 0.8,
         seed: int | None = None,
     ) -> Generated:
-        if kind not in TEMPLATES:
+        if kind not in self.templates:
             raise InvalidRequestError(
-                f"kind must be one of {', '.join(TEMPLATES)}, not {kind!r}", param="kind"
+                f"kind must be one of {', '.join(self.templates)}, not {kind!r}", param="kind"
             )
+        template = self.templates[kind]
         topic = (topic or "").strip()
         if not topic:
             raise InvalidRequestError("give a topic or request", param="topic")
         if len(topic) > 2000:
             raise InvalidRequestError("the topic is longer than 2000 characters", param="topic")
         keywords = [k.strip() for k in keywords or [] if k.strip()]
-        if kind == "poem":
+        takes_form = "{form}" in template.prompt
+        if takes_form:
             form = form or "五言绝句"
             if form not in FORMS:
                 raise InvalidRequestError(
@@ -131,11 +206,16 @@ class Generator:
                     param="keywords",
                 )
         elif form:
-            raise InvalidRequestError("form applies to poems only", param="form")
+            raise InvalidRequestError(
+                f"form applies to poems only (templates with {{form}}), not to {kind!r}", param="form"
+            )
         if len(keywords) > MAX_KEYWORDS:
             raise InvalidRequestError(
                 f"at most {MAX_KEYWORDS} keywords, got {len(keywords)}", param="keywords"
             )
+        for name, v in (("min_chars", min_chars), ("max_chars", max_chars)):
+            if v is not None and not 1 <= v <= 20000:
+                raise InvalidRequestError(f"{name} must be within [1, 20000], got {v}", param=name)
         if min_chars and max_chars and min_chars > max_chars:
             raise InvalidRequestError("min_chars is larger than max_chars", param="min_chars")
         if not 0 <= retries <= 10:
@@ -150,10 +230,12 @@ class Generator:
         length = (
             f"{min_chars or ''}到{max_chars}字"
             if max_chars
-            else (f"至少{min_chars}字" if min_chars else "三百字左右")
+            else (f"至少{min_chars}字" if min_chars else template.default_length)
         )
-        prompt = TEMPLATES[kind].format(form=form, topic=topic, controls="".join(controls), length=length)
-        budget = 400 if kind == "poem" else min(2048, int((max_chars or 600) * 2))
+        prompt = template.prompt.format(
+            form=form or "", topic=topic, controls="".join(controls), length=length
+        )
+        budget = template.max_tokens or min(2048, int((max_chars or 600) * 2))
         best: Generated | None = None
         history: list[dict[str, object]] = []
         messages = [Message("user", prompt)]

@@ -1,35 +1,54 @@
 """Summarization of documents of any length.
 
 ``extractive`` needs no model: TextRank over jieba-tokenised sentences picks the central sentences, kept in
-document order. ``summarize`` with a model maps the document in pieces that fit the context (each piece
-summarised in the chosen mode), then reduces the partial summaries — again in pieces, level by level —
-until one summary remains; the final pass can stream. Modes: ``news`` (a one-sentence headline), ``doc``
-(key points), ``paper`` (背景 / 方法 / 结果 / 结论)."""
+document order; a long document is ranked window by window and the window winners ranked again, so the
+cost stays linear in the document. ``Summarizer`` with a model works within the model's context:
+
+- ``map_reduce`` (default): the document is cut at sentence ends into pieces that fit the context; each
+  piece is summarised (several at once — the engine decodes them in one batch), then the partial
+  summaries are cut and summarised again, level by level, until one call can write the final summary.
+- ``refine``: the pieces are read in order, each call updating the running summary with the next piece.
+
+Modes: ``news`` (a one-sentence headline), ``doc`` (key points), ``paper`` (背景 / 方法 / 结果 / 结论).
+Length: ``max_chars`` or ``sentences``. The final pass streams."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from glmkit.errors import InvalidRequestError
+from glmkit.errors import CancelledError, ContextOverflowError, InvalidRequestError, PayloadTooLargeError
 from glmkit.kb.splitter import sentences
 from glmkit.kb.text import tokens
 from glmkit.runtime.chat import collect
 from glmkit.runtime.protocol import ChatModel
-from glmkit.types import Delta, FinishDelta, Message, SamplingParams, TextDelta, UsageDelta
+from glmkit.types import CancelToken, Delta, FinishDelta, Message, SamplingParams, TextDelta, UsageDelta
 
 Mode = Literal["news", "doc", "paper"]
-MAX_INPUT_CHARS = 5_000_000
-PIECE_CHARS = 1500  # one map call reads this much (fits a 2k-token context with the instruction)
+Strategy = Literal["map_reduce", "refine"]
+MODES = ("news", "doc", "paper")
+MAX_INPUT_CHARS = 20_000_000  # extractive: ~20 MB of Chinese text
+MAX_LLM_INPUT_CHARS = 1_000_000  # model summaries: beyond this the number of model calls gets silly
+PIECE_CHARS = 1500  # the most one map call reads; less when the context is small
+TEXTRANK_WINDOW = 200  # sentences ranked together; longer documents are ranked window by window
+Progress = Callable[[int, int, str], None]
 
 INSTRUCTIONS: dict[str, str] = {
-    "news": "用一句话为下面的内容写一个新闻标题式的概括，不超过{n}个字：",
-    "doc": "用{n}字以内、分条列出的要点概括下面的内容：",
-    "paper": "按“背景、方法、结果、结论”四个部分概括下面的论文内容，总共不超过{n}字：",
+    "news": "用一句话为下面的内容写一个新闻标题式的概括，{length}：",
+    "doc": "用分条列出的要点概括下面的内容，{length}：",
+    "paper": "按“背景、方法、结果、结论”四个部分概括下面的论文内容，{length}：",
 }
+REFINE = (
+    "下面是前文的摘要和接下来的一段原文。把新内容中的要点并入摘要，写出更新后的摘要，{length}。\n\n"
+    "【前文摘要】\n{summary}\n\n【接下来的原文】\n{text}"
+)
 DEFAULT_CHARS = {"news": 40, "doc": 300, "paper": 400}
+SYSTEM = "你是一个准确、简洁的摘要助手，只根据给出的内容写摘要，不编造原文没有的信息。"
 
 
 @dataclass
@@ -37,9 +56,11 @@ class Summary:
     text: str = ""
     mode: str = "doc"
     method: str = "llm"
+    strategy: str = "map_reduce"
     input_chars: int = 0
     pieces: int = 0
     levels: int = 0
+    calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     partials: list[str] = field(default_factory=list)
@@ -48,22 +69,27 @@ class Summary:
         return {k: v for k, v in self.__dict__.items() if k != "partials"}
 
 
-def check_text(text: str) -> str:
+def check_text(text: str, limit: int = MAX_INPUT_CHARS) -> str:
     text = (text or "").strip()
     if not text:
         raise InvalidRequestError("the document is empty: nothing to summarize", param="text")
-    if len(text) > MAX_INPUT_CHARS:
-        raise InvalidRequestError(
-            f"the document has {len(text)} characters; the limit is {MAX_INPUT_CHARS}", param="text"
+    if "\x00" in text:
+        raise InvalidRequestError("the document contains NUL bytes: it looks binary, not text", param="text")
+    if len(text) > limit:
+        raise PayloadTooLargeError(
+            f"the document has {len(text):,} characters; the limit here is {limit:,}"
+            + (
+                " (model summaries of longer texts take too many model calls: use the extractive mode, "
+                "or split the document)"
+                if limit == MAX_LLM_INPUT_CHARS
+                else ""
+            )
         )
     return text
 
 
-def extractive(text: str, n: int = 3) -> str:
-    """TextRank: sentences as nodes, shared-word similarity as edges, PageRank, top ``n`` in order."""
-    sents = sentences(check_text(text))
-    if len(sents) <= n:
-        return "".join(sents)
+def _textrank(sents: Sequence[str], n: int) -> list[int]:
+    """Indices of the ``n`` most central sentences (TextRank, shared-word similarity), in order."""
     toks = [set(tokens(s)) for s in sents]
     size = len(sents)
     w = [[0.0] * size for _ in range(size)]
@@ -74,10 +100,28 @@ def extractive(text: str, n: int = 3) -> str:
                 w[i][j] = w[j][i] = common / (math.log(len(toks[i])) + math.log(len(toks[j])))
     out_sum = [sum(row) or 1.0 for row in w]
     score = [1.0] * size
-    for _ in range(40):
+    for _ in range(30):
         score = [0.15 + 0.85 * sum(w[j][i] / out_sum[j] * score[j] for j in range(size)) for i in range(size)]
-    top = sorted(sorted(range(size), key=lambda i: -score[i])[:n])
-    return "".join(sents[i] for i in top)
+    return sorted(sorted(range(size), key=lambda i: (-score[i], i))[:n])
+
+
+def extractive(text: str, n: int = 3) -> str:
+    """TextRank: the top ``n`` sentences in document order. Long documents: the best few of each
+    window of sentences go on to a final round, so 10 MB of text takes seconds, not hours."""
+    if not 1 <= n <= 100:
+        raise InvalidRequestError(f"sentences must be within [1, 100], got {n}", param="sentences")
+    sents = sentences(check_text(text))
+    if len(sents) <= n:
+        return "".join(sents)
+    idx = list(range(len(sents)))
+    while len(idx) > TEXTRANK_WINDOW:
+        keep = max(n, 3)
+        nxt: list[int] = []
+        for start in range(0, len(idx), TEXTRANK_WINDOW):
+            window = idx[start : start + TEXTRANK_WINDOW]
+            nxt.extend(window[i] for i in _textrank([sents[j] for j in window], keep))
+        idx = nxt
+    return "".join(sents[idx[i]] for i in _textrank([sents[j] for j in idx], n))
 
 
 def lead(text: str, n: int = 1) -> str:
@@ -85,11 +129,12 @@ def lead(text: str, n: int = 1) -> str:
     return "".join(sentences(check_text(text))[:n])
 
 
-def _pieces(text: str, size: int) -> list[str]:
+def pieces(text: str, size: int) -> list[str]:
+    """Cut at sentence ends into pieces of at most ``size`` characters (a run-on sentence is cut hard)."""
     out: list[str] = []
     cur = ""
     for s in sentences(text):
-        while len(s) > size:  # a run-on sentence is cut hard
+        while len(s) > size:
             if cur:
                 out.append(cur)
                 cur = ""
@@ -104,10 +149,29 @@ def _pieces(text: str, size: int) -> list[str]:
     return out
 
 
+def _context_of(model: ChatModel) -> int | None:
+    engine = getattr(model, "engine", None)
+    info = getattr(engine, "info", None)
+    n = getattr(info, "n_ctx", None)
+    return n if isinstance(n, int) else None
+
+
 class Summarizer:
-    def __init__(self, model: ChatModel, piece_chars: int = PIECE_CHARS) -> None:
+    """Summaries by a chat model, within its context. ``concurrency`` map calls run at once (the
+    llama.cpp engine decodes them together in one batch)."""
+
+    def __init__(self, model: ChatModel, piece_chars: int | None = None, concurrency: int = 4) -> None:
         self.model = model
-        self.piece_chars = piece_chars
+        n_ctx = _context_of(model)
+        fit = PIECE_CHARS if n_ctx is None else max(200, min(PIECE_CHARS, n_ctx - 900))
+        self.piece_chars = piece_chars or fit
+        if self.piece_chars < 100:
+            raise InvalidRequestError("piece_chars must be at least 100", param="piece_chars")
+        if not 1 <= concurrency <= 32:
+            raise InvalidRequestError("concurrency must be within [1, 32]", param="concurrency")
+        self.concurrency = concurrency
+        self._lock = threading.Lock()
+        self._cancel: CancelToken | None = None
 
     def stream(
         self,
@@ -115,31 +179,58 @@ class Summarizer:
         *,
         mode: Mode = "doc",
         max_chars: int | None = None,
+        sentences: int | None = None,
         language: str | None = None,
-        progress: Callable[[int, int, str], None] | None = None,
+        strategy: Strategy = "map_reduce",
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
     ) -> tuple[Summary, Iterator[Delta]]:
+        """Summarise ``text``: the map and reduce calls run here; the final call streams from the
+        returned iterator (``Summary.text`` is complete once it is exhausted). ``cancel`` stops the work
+        at the next token (CancelledError)."""
+        self._cancel = cancel
         if mode not in INSTRUCTIONS:
             raise InvalidRequestError(f"mode must be news, doc or paper, not {mode!r}", param="mode")
-        text = check_text(text)
+        if strategy not in ("map_reduce", "refine"):
+            raise InvalidRequestError(
+                f"strategy must be map_reduce or refine, not {strategy!r}", param="strategy"
+            )
+        if language is not None and (not language.strip() or len(language) > 40):
+            raise InvalidRequestError(
+                "language must be a short name such as English or 中文", param="language"
+            )
+        text = check_text(text, MAX_LLM_INPUT_CHARS)
         n = max_chars or DEFAULT_CHARS[mode]
         if not 5 <= n <= 5000:
             raise InvalidRequestError(f"max_chars must be within [5, 5000], got {n}", param="max_chars")
-        summary = Summary(mode=mode, input_chars=len(text))
-        partials = _pieces(text, self.piece_chars)
-        summary.pieces = len(partials)
-        # map, then reduce level by level, until what is left fits one final call
-        while len(partials) > 1 or len("".join(partials)) > self.piece_chars:
+        if sentences is not None and not 1 <= sentences <= 50:
+            raise InvalidRequestError(f"sentences must be within [1, 50], got {sentences}", param="sentences")
+        length = f"用{sentences}句话" if sentences else f"不超过{n}个字"
+        budget = max(64, (sentences or 0) * 80, n * 2)
+        summary = Summary(mode=mode, input_chars=len(text), strategy=strategy)
+        parts = pieces(text, self.piece_chars)
+        summary.pieces = len(parts)
+        partial_len = f"不超过{max(80, min(400, self.piece_chars // 4))}个字"
+        if strategy == "refine":
+            return summary, self._refine(parts, mode, length, budget, language, summary, progress)
+        while len(parts) > 1 or len(parts[0]) > self.piece_chars:
             summary.levels += 1
-            done: list[str] = []
-            for i, p in enumerate(partials):
-                if progress is not None:
-                    progress(i, len(partials), f"level {summary.levels}")
-                done.append(self._once(p, "doc", max(80, min(400, self.piece_chars // 4)), language, summary))
-            partials = _pieces("\n".join(done), self.piece_chars)
-            if len(partials) >= len(done) and len(done) > 1:  # no progress: shorten harder
-                partials = ["\n".join(d[: self.piece_chars // len(done)] for d in done)]
-        summary.partials = partials
-        return summary, self._final(partials[0], mode, n, language, summary)
+            done = self._map(parts, partial_len, language, summary, progress)
+            nxt = pieces("\n".join(done), self.piece_chars)
+            if len(nxt) >= len(done) and len(done) > 1:  # no progress: shorten harder
+                nxt = ["\n".join(d[: self.piece_chars // len(done)] for d in done)]
+            parts = nxt
+        summary.partials = parts
+        if progress is not None:
+            progress(0, 1, "final")
+        return summary, self._final(
+            lambda t: self._messages(t, mode, length, language),
+            parts[0],
+            budget,
+            summary,
+            partial_len,
+            language,
+        )
 
     def summarize(self, text: str, **kw: object) -> Summary:
         summary, deltas = self.stream(text, **kw)  # type: ignore[arg-type]
@@ -147,25 +238,127 @@ class Summarizer:
             pass
         return summary
 
-    def _messages(self, text: str, mode: str, n: int, language: str | None) -> list[Message]:
-        instruction = INSTRUCTIONS[mode].format(n=n)
+    # -- the calls ----------------------------------------------------------------------------------------
+    def _messages(self, text: str, mode: str, length: str, language: str | None) -> list[Message]:
+        instruction = INSTRUCTIONS[mode].format(length=length)
         if language:
-            instruction = f"请用{language}回答。" + instruction
-        return [
-            Message("system", "你是一个准确、简洁的摘要助手，只根据给出的内容写摘要。"),
-            Message("user", f"{instruction}\n\n{text}"),
-        ]
+            instruction = f"请用{language}写摘要。" + instruction
+        return [Message("system", SYSTEM), Message("user", f"{instruction}\n\n{text}")]
 
-    def _once(self, text: str, mode: str, n: int, language: str | None, s: Summary) -> str:
-        params = SamplingParams(temperature=0, max_tokens=max(64, n * 2))
-        r = collect(self.model.stream(self._messages(text, mode, n, language), params=params))
-        s.prompt_tokens += r.prompt_tokens
-        s.completion_tokens += r.completion_tokens
+    def _map(
+        self, parts: list[str], length: str, language: str | None, s: Summary, progress: Progress | None
+    ) -> list[str]:
+        done = 0
+
+        def one(p: str) -> str:
+            nonlocal done
+            out = self._once(p, length, language, s)
+            with self._lock:
+                done += 1
+                if progress is not None:
+                    progress(done, len(parts), f"level {s.levels}")
+            return out
+
+        if progress is not None:
+            progress(0, len(parts), f"level {s.levels}")
+        if self.concurrency == 1 or len(parts) == 1:
+            return [one(p) for p in parts]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="glmkit-summarize") as pool:
+            return list(pool.map(one, parts))
+
+    def _once(self, text: str, length: str, language: str | None, s: Summary) -> str:
+        """One map call; a piece whose tokens overflow the context (dense symbols, rare characters) is
+        halved and both halves summarised."""
+        params = SamplingParams(temperature=0, max_tokens=600)
+        self._check_cancel()
+        try:
+            r = collect(
+                self.model.stream(
+                    self._messages(text, "doc", length, language), params=params, cancel=self._cancel
+                )
+            )
+        except ContextOverflowError:
+            if len(text) < 200:
+                raise
+            half = len(text) // 2
+            return (
+                self._once(text[:half], length, language, s)
+                + "\n"
+                + self._once(text[half:], length, language, s)
+            )
+        with self._lock:
+            s.calls += 1
+            s.prompt_tokens += r.prompt_tokens
+            s.completion_tokens += r.completion_tokens
         return r.text.strip()
 
-    def _final(self, text: str, mode: str, n: int, language: str | None, s: Summary) -> Iterator[Delta]:
-        params = SamplingParams(temperature=0, max_tokens=max(64, n * 2))
-        for d in self.model.stream(self._messages(text, mode, n, language), params=params):
+    def _refine(
+        self,
+        parts: list[str],
+        mode: str,
+        length: str,
+        budget: int,
+        language: str | None,
+        s: Summary,
+        progress: Progress | None,
+    ) -> Iterator[Delta]:
+        running = ""
+        lang = f"请用{language}写摘要。" if language else ""
+        for i, p in enumerate(parts):
+            if progress is not None:
+                progress(i, len(parts), "refine")
+
+            def make(t: str, first: bool = i == 0, carried: str = running) -> list[Message]:
+                if first:
+                    return self._messages(t, mode, length, language)
+                prompt = REFINE.format(length=length, summary=carried, text=t)
+                return [Message("system", SYSTEM), Message("user", lang + prompt)]
+
+            msgs = make(p)
+            if i < len(parts) - 1:
+                self._check_cancel()
+                params = SamplingParams(temperature=0, max_tokens=budget)
+                r = collect(self.model.stream(msgs, params=params, cancel=self._cancel))
+                s.calls += 1
+                s.prompt_tokens += r.prompt_tokens
+                s.completion_tokens += r.completion_tokens
+                running = r.text.strip()[: self.piece_chars // 2]
+                s.partials = [running]
+            else:
+                yield from self._final(make, p, budget, s, length, language)
+
+    def _final(
+        self,
+        make: Callable[[str], list[Message]],
+        text: str,
+        budget: int,
+        s: Summary,
+        length: str,
+        language: str | None,
+    ) -> Iterator[Delta]:
+        """The streamed last call. Should its prompt not fit the context after all (token-dense text), its
+        input is summarised in two halves first and the call made again."""
+        params = SamplingParams(temperature=0, max_tokens=budget)
+        while True:
+            self._check_cancel()
+            try:  # the context check happens on the call or before the first delta, by backend
+                deltas = self.model.stream(make(text), params=params, cancel=self._cancel)
+                first = next(deltas)
+            except ContextOverflowError:
+                if len(text) < 200:
+                    raise
+                half = len(text) // 2
+                text = (
+                    self._once(text[:half], length, language, s)
+                    + "\n"
+                    + self._once(text[half:], length, language, s)
+                )
+                continue
+            except StopIteration:
+                return
+            break
+        s.calls += 1
+        for d in itertools.chain([first], deltas):
             if isinstance(d, TextDelta):
                 s.text += d.text
             elif isinstance(d, UsageDelta):
@@ -174,3 +367,7 @@ class Summarizer:
             elif isinstance(d, FinishDelta):
                 s.text = s.text.strip()
             yield d
+
+    def _check_cancel(self) -> None:
+        if self._cancel is not None and self._cancel.cancelled:
+            raise CancelledError("the summary was cancelled")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
+from glmkit.cli.progress import bar
 from glmkit.cli.runtime import add_model_args, settings_from
 
 
@@ -98,18 +98,6 @@ def register(sub: Any) -> None:
     ask.set_defaults(func=cmd_ask)
 
 
-def _progress(done: int, total: int, current: str) -> None:
-    if not sys.stderr.isatty() or total == 0:
-        return
-    width = 24
-    filled = int(width * done / total)
-    name = current.rsplit("/", 1)[-1][:40]
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name:<40}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def cmd_kb(args: argparse.Namespace) -> int:
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.store import Filters
@@ -125,7 +113,7 @@ def cmd_kb(args: argparse.Namespace) -> int:
         out = _kb_json(rec)
         text = f"created knowledge base {rec.name}"
     elif c == "add":
-        report = kbs.add(args.name, args.paths, tags=args.tags, progress=_progress)
+        report = kbs.add(args.name, args.paths, tags=args.tags, progress=bar)
         out = {
             "kb": report.kb,
             "files": [f.__dict__ for f in report.files],
@@ -269,7 +257,7 @@ def cmd_faq(args: argparse.Namespace, kbs: Any, settings: Any) -> int:
                 per_doc=args.per_doc,
                 summaries=not args.no_summaries,
                 redo=args.redo,
-                progress=_progress,
+                progress=bar,
             )
         finally:
             model.close()

@@ -149,6 +149,9 @@ def create_app(
     from glmkit.server.routes.service import router as service_router
 
     app.include_router(service_router)
+    from glmkit.server.routes.write import router as write_router
+
+    app.include_router(write_router)
 
     @app.get("/health")
     async def health(request: Request) -> Any:
