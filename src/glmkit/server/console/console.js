@@ -4,14 +4,15 @@
  *   - `tabs`: one entry per top tab (button#tab-ID); each owns one <section id="panel-ID" class="tab-panel"
  *     data-tab="ID"> in index.html, an `init()` called once on page load and an optional `show()` called
  *     each time the tab is opened.
- *     "chat" (对话), "kb" (知识库), "service" (客服) and "agent" (坐席) exist today; add 摘要 / 生成 the
- *     same way.
+ *     "chat" (对话), "kb" (知识库), "service" (客服), "agent" (坐席), "summarize" (摘要) and
+ *     "generate" (写作).
  *   - Markdown: `renderMarkdown()` escapes every piece of text BEFORE adding markup, so model output can
  *     never inject HTML; links are only made for http(s) URLs.
  *   - API: OpenAI-compatible endpoints of the glmkit server (`GET /v1/models`,
  *     `POST /v1/chat/completions` streamed as SSE) and the knowledge-base routes under `/v1/kb`
  *     (`POST /v1/kb/ask` streamed as SSE too), the customer-service routes under `/v1/service` (plain
- *     JSON, polled while a human agent is involved), with an optional `Authorization: Bearer KEY`.
+ *     JSON, polled while a human agent is involved), `POST /v1/summarize` (SSE with progress) and
+ *     `POST /v1/generate`, with an optional `Authorization: Bearer KEY`.
  *   - Storage: conversations, settings, the API key, the selected knowledge base, the customer-service
  *     session ids and the agent's name live in localStorage (this browser only); knowledge bases and
  *     customer-service sessions themselves live on the server.
@@ -3146,13 +3147,210 @@
   // Tabs: add an entry here and a matching <section id="panel-ID" class="tab-panel" data-tab="ID"> in
   // index.html; the tab's button gets id="tab-ID".
   // ------------------------------------------------------------------------------------------------
+
+  // ------------------------------------------------------------------------------------------------
+  // 摘要 tab: POST /v1/summarize (text) or /v1/summarize/file (an uploaded file), streamed as SSE with
+  // `progress` events while the pieces are summarised, `delta` for the final summary, then `done`.
+  // ------------------------------------------------------------------------------------------------
+  var summ = { controller: null };
+
+  function setSumBusy(busy) {
+    $("sum-send").disabled = busy;
+    $("sum-stop").disabled = !busy;
+  }
+
+  function runSummarize() {
+    var text = $("sum-text").value;
+    var file = $("sum-file").files && $("sum-file").files[0];
+    showError("sum-error", "");
+    if (!file && !text.trim()) {
+      showError("sum-error", "请先粘贴文本或选择一个文件");
+      return;
+    }
+    var opts = { mode: $("sum-mode").value, stream: true, extractive: $("sum-extractive").checked };
+    var chars = parseInt($("sum-chars").value, 10);
+    if (chars) opts.max_chars = chars;
+    var lang = $("sum-language").value.trim();
+    if (lang) opts.language = lang;
+    var req;
+    if (file) {
+      var form = new FormData();
+      form.append("file", file);
+      form.append("options", JSON.stringify(opts));
+      req = { method: "POST", headers: api.headers({ Accept: "text/event-stream" }), body: form };
+      req.url = "/v1/summarize/file";
+    } else {
+      req = {
+        method: "POST",
+        headers: api.headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+        body: JSON.stringify(Object.assign({ text: text }, opts)),
+      };
+      req.url = "/v1/summarize";
+    }
+    summ.controller = new AbortController();
+    req.signal = summ.controller.signal;
+    var out = "";
+    var done = null;
+    $("sum-output").textContent = "";
+    $("sum-stats").textContent = "";
+    $("sum-progress").hidden = false;
+    $("sum-progress-bar").removeAttribute("value");
+    $("sum-progress-text").textContent = "准备中…";
+    setSumBusy(true);
+    fetch(req.url, req)
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        return readSse(
+          resp.body,
+          function (ev) {
+            if (ev.type === "progress") {
+              $("sum-progress-bar").max = Math.max(1, ev.total);
+              $("sum-progress-bar").value = ev.done;
+              var stage = ev.stage === "final" ? "写最终摘要" : ev.stage === "refine" ? "逐段精炼" : "分段摘要（第" + ev.stage.replace("level ", "") + "层）";
+              $("sum-progress-text").textContent = stage + " " + ev.done + "/" + ev.total;
+            } else if (ev.type === "delta") {
+              out += ev.text;
+            } else if (ev.type === "done") {
+              done = ev;
+            } else if (ev.type === "error") {
+              showError("sum-error", ev.message);
+            }
+          },
+          function () {
+            $("sum-output").innerHTML = renderMarkdown(done ? done.summary : out);
+          }
+        );
+      })
+      .catch(function (err) {
+        if (!(err && err.name === "AbortError")) showError("sum-error", describeError(err));
+      })
+      .then(function () {
+        setSumBusy(false);
+        $("sum-progress").hidden = true;
+        if (done) {
+          var bits = [done.input_chars + " 字"];
+          if (done.method === "extractive") bits.push("抽取式");
+          else bits.push(done.pieces + " 段", done.calls + " 次模型调用", done.prompt_tokens + done.completion_tokens + " tokens");
+          $("sum-stats").textContent = bits.join(" · ");
+        }
+      });
+  }
+
+  function initSummarize() {
+    $("sum-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      runSummarize();
+    });
+    $("sum-stop").addEventListener("click", function () {
+      if (summ.controller) summ.controller.abort();
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // 写作 tab: GET /v1/generate/templates fills the kinds; POST /v1/generate returns the text and its
+  // check report (form, keywords, length), shown as a list of problems when a constraint was missed.
+  // ------------------------------------------------------------------------------------------------
+  var gen = { templates: null };
+
+  function loadTemplates() {
+    return fetch("/v1/generate/templates", { headers: api.headers() })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        return resp.json();
+      })
+      .then(function (body) {
+        gen.templates = body.data;
+        var sel = $("gen-kind");
+        sel.innerHTML = "";
+        var names = { poem: "诗词", story: "故事", article: "文章", ad: "广告文案", product: "商品描述" };
+        body.data.forEach(function (t) {
+          var o = el("option", { value: t.name, title: t.description || "" }, names[t.name] || t.description || t.name);
+          sel.appendChild(o);
+        });
+        syncGenForm();
+      })
+      .catch(function (err) {
+        showError("gen-error", describeError(err));
+      });
+  }
+
+  function syncGenForm() {
+    var kind = $("gen-kind").value;
+    var t = (gen.templates || []).filter(function (x) {
+      return x.name === kind;
+    })[0];
+    $("gen-form-label").hidden = !(t && t.takes_form);
+  }
+
+  function runGenerate() {
+    showError("gen-error", "");
+    var topic = $("gen-topic").value.trim();
+    if (!topic) {
+      showError("gen-error", "请填写主题或要求");
+      return;
+    }
+    var body = { kind: $("gen-kind").value, topic: topic };
+    if (!$("gen-form-label").hidden) body.form = $("gen-form-select").value;
+    var kw = $("gen-keywords").value.split(/[,，、]/).map(function (x) {
+      return x.trim();
+    }).filter(Boolean);
+    if (kw.length) body.keywords = kw;
+    ["style", "audience"].forEach(function (k) {
+      var v = $("gen-" + k).value.trim();
+      if (v) body[k] = v;
+    });
+    var mn = parseInt($("gen-min").value, 10);
+    var mx = parseInt($("gen-max").value, 10);
+    if (mn) body.min_chars = mn;
+    if (mx) body.max_chars = mx;
+    $("gen-send").disabled = true;
+    $("gen-output").textContent = "";
+    $("gen-problems").innerHTML = "";
+    $("gen-status").textContent = "生成中…（不满足约束时会自动重写）";
+    fetch("/v1/generate", {
+      method: "POST",
+      headers: api.headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify(body),
+    })
+      .then(function (resp) {
+        if (!resp.ok) return errorFromResponse(resp).then(Promise.reject.bind(Promise));
+        return resp.json();
+      })
+      .then(function (g) {
+        $("gen-output").textContent = g.text;
+        $("gen-status").textContent = (g.ok ? "✓ 满足全部约束" : "✗ 仍有约束未满足") + " · 第 " + g.attempts + " 稿";
+        g.problems.forEach(function (p) {
+          $("gen-problems").appendChild(el("li", null, p));
+        });
+      })
+      .catch(function (err) {
+        $("gen-status").textContent = "";
+        showError("gen-error", describeError(err));
+      })
+      .then(function () {
+        $("gen-send").disabled = false;
+      });
+  }
+
+  function initGenerate() {
+    $("gen-kind").addEventListener("change", syncGenForm);
+    $("gen-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      runGenerate();
+    });
+  }
+
+  function showGenerate() {
+    if (!gen.templates) loadTemplates();
+  }
+
   var tabs = [
     { id: "chat", label: "对话", init: initChat },
     { id: "kb", label: "知识库", init: initKnowledgeBase, show: showKnowledgeBase },
     { id: "service", label: "客服", init: initService, show: showService },
     { id: "agent", label: "坐席", init: initAgent, show: showAgent },
-    // { id: "summarize", label: "摘要", init: initSummarize },
-    // { id: "generate", label: "生成", init: initGenerate },
+    { id: "summarize", label: "摘要", init: initSummarize },
+    { id: "generate", label: "写作", init: initGenerate, show: showGenerate },
   ];
 
   function activateTab(id) {
