@@ -17,7 +17,7 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import kb, runtime, serve, service, write
+    from glmkit.cli import evaluate, kb, runtime, serve, service, write
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     kb.register(sub)
     service.register(sub)
     write.register(sub)
+    evaluate.register(sub)
     return p
 
 

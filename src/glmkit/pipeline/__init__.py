@@ -1,0 +1,1 @@
+"""The model pipeline: ``metrics`` (pure evaluation metrics) and ``evaluate`` (scoring files, reports)."""
