@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from glmkit.apps.intent import IntentClassifier, LLMIntentClassifier, Prediction
 from glmkit.apps.qa import QA, neutralise
@@ -31,6 +31,8 @@ from glmkit.kb.service import KnowledgeBases
 from glmkit.runtime.chat import collect
 from glmkit.runtime.formats.tools import normalize_tools
 from glmkit.runtime.protocol import ChatModel
+from glmkit.tools.registry import CODE_INTERPRETER, REGISTRY, Handler
+from glmkit.tools.schema import ToolArgumentError, check_schema
 from glmkit.types import Message, NamedTool, SamplingParams
 
 MAX_MESSAGE_CHARS = 4000
@@ -87,6 +89,15 @@ class ToolSpec(_Cfg):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     handler: str  # a name registered with register_tool (never code)
 
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_schema(v)
+        except InvalidRequestError as e:
+            raise ValueError(e.message) from None
+        return v
+
 
 class BotConfig(_Cfg):
     name: str = Field(min_length=1, max_length=64)
@@ -130,20 +141,25 @@ class BotConfig(_Cfg):
         return cfg
 
 
-# ---- tools -----------------------------------------------------------------------------------------------
-ToolHandler = Callable[[dict[str, Any]], Any]
-TOOL_HANDLERS: dict[str, ToolHandler] = {}
+# ---- tools: handlers live in glmkit.tools.registry.REGISTRY; a bot names them, never defines them -------
+ToolHandler = Handler
 
 
-def register_tool(name: str) -> Callable[[ToolHandler], ToolHandler]:
-    def deco(fn: ToolHandler) -> ToolHandler:
-        TOOL_HANDLERS[name] = fn
-        return fn
+def register_tool(
+    name: str, parameters: dict[str, Any] | None = None, description: str = ""
+) -> Callable[[ToolHandler], ToolHandler]:
+    """Register a handler for bots' ``tools[].handler`` (the bot config adds its own schema on top)."""
+    return REGISTRY.tool(name, parameters, description)
 
-    return deco
 
-
-@register_tool("demo.order_status")
+@register_tool(
+    "demo.order_status",
+    {
+        "type": "object",
+        "properties": {"order_id": {"type": "string", "maxLength": 64}},
+        "required": ["order_id"],
+    },
+)
 def _demo_order_status(args: dict[str, Any]) -> dict[str, Any]:
     """A stand-in order system for demos and tests: status by order number."""
     order = str(args.get("order_id", "")).strip()
@@ -327,8 +343,11 @@ class Bot:
 
     def _tool(self, sid: str, text: str, route: Route, trace: dict[str, Any]) -> Reply:
         spec = next(t for t in self.config.tools if t.name == route.tool)
-        handler = TOOL_HANDLERS.get(spec.handler)
-        if handler is None:
+        if spec.handler == CODE_INTERPRETER and spec.handler not in REGISTRY:
+            raise InvalidRequestError(
+                f"tool {spec.name!r} uses the code interpreter, which is off: set code_interpreter = true"
+            )
+        if spec.handler not in REGISTRY:
             raise InvalidRequestError(
                 f"tool {spec.name!r} names handler {spec.handler!r}, which is not registered"
             )
@@ -352,8 +371,15 @@ class Bot:
                 trace | {"tool_error": [e.error for e in res.tool_call_errors]},
             )
         call = res.tool_calls[0]
-        try:
-            result = handler(dict(call.arguments))
+        try:  # validated against the handler's schema and the bot's, then run
+            result = REGISTRY.call(spec.handler, dict(call.arguments), schema=spec.parameters)
+        except ToolArgumentError as e:
+            return self._handoff(
+                sid,
+                f"tool {spec.name}: {e.message}",
+                route.group,
+                trace | {"tool_calls": [{"name": call.name, "arguments": call.arguments, "error": e.message}]},
+            )
         except Exception as e:  # noqa: BLE001 - a failing tool hands off instead of breaking the turn
             return self._handoff(
                 sid,

@@ -83,6 +83,10 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     from glmkit.runtime.models import load_chat_model
 
     cfg = BotConfig.load(args.config)
+    if settings.code_interpreter:
+        from glmkit.tools.registry import enable_code_interpreter
+
+        enable_code_interpreter()
     kbs = open_knowledge_bases(settings) if cfg.knowledge_bases else None
     if kbs is not None:
         kbs.visible(cfg.knowledge_bases, None)  # a missing knowledge base fails before the model loads

@@ -82,6 +82,10 @@ class AppState:
             from glmkit.apps.service import Bot, BotConfig
             from glmkit.apps.sessions import SessionStore
 
+            if self.settings.code_interpreter:
+                from glmkit.tools.registry import enable_code_interpreter
+
+                enable_code_interpreter()
             configs = [BotConfig.load(Path(p)) for p in self.settings.bots]
             self.bots_instance = {}
             if configs:
