@@ -17,7 +17,7 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import evaluate, kb, runtime, serve, service, write
+    from glmkit.cli import data, evaluate, kb, runtime, serve, service, write
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.register(sub)
     write.register(sub)
     evaluate.register(sub)
+    data.register(sub)
     return p
 
 
