@@ -86,7 +86,7 @@ def test_boilerplate_lines_are_dropped_and_prose_survives() -> None:
 
 
 def test_traditional_to_simplified() -> None:
-    pytest.importorskip("opencc")
+    import opencc  # noqa: F401  (a pinned dependency: a missing one must fail, not skip)
     assert clean_text("這是繁體中文，頭髮與發展。", t2s=True) == "这是繁体中文，头发与发展。"
     assert clean_text("這是繁體中文") == "這是繁體中文"  # off by default
 

@@ -147,7 +147,7 @@ def test_clean_plain_text_records_stay_one_line(tmp_path: Path, capsys: pytest.C
 
 
 def test_clean_t2s_on_a_field(tmp_path: Path) -> None:
-    pytest.importorskip("opencc")
+    import opencc  # noqa: F401  (a pinned dependency: a missing one must fail, not skip)
     src = tmp_path / "in.jsonl"
     src.write_text(
         json.dumps({"text": "<b>繁體中文</b>\n第二行", "n": 1}, ensure_ascii=False) + "\n", encoding="utf-8"
