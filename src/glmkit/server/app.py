@@ -156,12 +156,18 @@ def create_app(
     @app.get("/health")
     async def health(request: Request) -> Any:
         state = get_state(request)
-        return {
-            "status": "draining" if state.draining else "ok",
+        check = getattr(getattr(state.chat, "engine", None), "file_problem", None)
+        problem = check() if callable(check) else None
+        body = {
+            "status": "draining" if state.draining else ("degraded" if problem else "ok"),
             "model": state.chat.name,
             "uptime_s": round(time.time() - state.started, 1),
             **state.engine_stats(),
         }
+        if problem:
+            body["problem"] = problem
+            return JSONResponse(body, status_code=503)
+        return body
 
     @app.get("/metrics", dependencies=[])
     async def metrics(request: Request) -> Response:

@@ -67,6 +67,14 @@ class _Slot:
     sampler: Any = None
 
 
+def _file_id(p: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class LlamaEngine:
     """A GGUF model served by llama.cpp with ``n_seq_max`` concurrent sequences of ``n_ctx`` tokens each."""
 
@@ -80,9 +88,11 @@ class LlamaEngine:
         n_batch: int = 512,
         name: str | None = None,
         extra_buffers: bool | None = None,
+        use_mmap: bool = False,
     ) -> None:
         p = Path(path)
         check_gguf(p)
+        self._file_id = _file_id(p)
         if n_threads < 1:
             raise InvalidRequestError(f"n_threads must be >= 1, got {n_threads}", param="n_threads")
         if not 1 <= n_seq_max <= 256:
@@ -94,6 +104,9 @@ class LlamaEngine:
         mparams = lc.llama_model_default_params()
         mparams.n_gpu_layers = 0
         mparams.use_extra_bufts = default_extra_buffers() if extra_buffers is None else extra_buffers
+        # Read into memory rather than mmap: a model file truncated or rewritten under a running server
+        # would otherwise fault (SIGBUS) or feed garbage weights; see file_problem().
+        mparams.use_mmap = use_mmap
         self._model = lc.llama_model_load_from_file(str(p).encode(), mparams)
         if not self._model:
             raise ModelLoadError(
@@ -173,6 +186,9 @@ class LlamaEngine:
     ) -> Iterator[int | Scored]:
         if self._closed:
             raise ModelLoadError(f"model {self.info.name} is closed")
+        problem = self.file_problem()
+        if problem is not None:
+            raise ModelLoadError(problem)
         if not prompt_ids:
             raise InvalidRequestError("the prompt is empty", param="messages")
         if len(prompt_ids) >= self.info.n_ctx:
@@ -206,6 +222,21 @@ class LlamaEngine:
         if not g:
             raise InvalidRequestError("the grammar does not parse (llama.cpp rejected it)", param="grammar")
         return g
+
+    def file_problem(self) -> str | None:
+        """Why the model file on disk is no longer the one loaded (gone, replaced, truncated or rewritten),
+        or None. New requests are refused (503) until the server is restarted with a good file; requests
+        already decoding finish from memory."""
+        path = Path(self.info.path)
+        now = _file_id(path)
+        if now is None:
+            return f"the model file {path} has vanished since it was loaded; restore it and restart glmkit"
+        if now != self._file_id:
+            return (
+                f"the model file {path} changed on disk since it was loaded (size {now[2]} bytes, was "
+                f"{self._file_id[2] if self._file_id else '?'}): restart glmkit to load a verified file"
+            )
+        return None
 
     def stats(self) -> dict[str, int]:
         """Sequences decoding now and requests waiting for a slot (read without locking: a snapshot)."""
