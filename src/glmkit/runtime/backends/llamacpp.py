@@ -89,9 +89,15 @@ class LlamaEngine:
         name: str | None = None,
         extra_buffers: bool | None = None,
         use_mmap: bool = False,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
+        """``lora``: a GGUF LoRA adapter (``glmkit train export --gguf-lora``) applied to every sequence
+        with weight ``lora_scale`` (llama.cpp adds ``lora_scale · alpha / r · B A x``)."""
         p = Path(path)
         check_gguf(p)
+        if lora is not None:
+            check_gguf(Path(lora))
         self._file_id = _file_id(p)
         if n_threads < 1:
             raise InvalidRequestError(f"n_threads must be >= 1, got {n_threads}", param="n_threads")
@@ -132,6 +138,9 @@ class LlamaEngine:
             raise ModelLoadError(
                 f"llama.cpp could not create a context of {n_ctx}×{n_seq_max} tokens for {p}"
             )
+        self._lora = None
+        if lora is not None:
+            self._lora = self._apply_lora(Path(lora), lora_scale)
         self._vocab = lc.llama_model_get_vocab(self._model)
         self._mem = lc.llama_get_memory(self._ctx)
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
@@ -158,6 +167,26 @@ class LlamaEngine:
         self._batch = lc.llama_batch_init(max(n_batch, n_seq_max), 0, 1)
         self._worker = threading.Thread(target=self._run, name=f"llamacpp-{self.info.name}", daemon=True)
         self._worker.start()
+
+    def _apply_lora(self, path: Path, scale: float) -> Any:
+        """Load a GGUF LoRA adapter onto the model and set it on the context (before any decode)."""
+        lc = self._lc
+        adapter = lc.llama_adapter_lora_init(self._model, str(path).encode())
+        if not adapter:
+            lc.llama_free(self._ctx)
+            lc.llama_model_free(self._model)
+            raise ModelLoadError(
+                f"llama.cpp could not load the LoRA adapter {path}: it is not a LoRA GGUF, or it was trained "
+                "on another base model (architecture or tensor shapes differ; GLMKIT_LOG=debug shows why)"
+            )
+        adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        if lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
+            lc.llama_adapter_lora_free(adapter)
+            lc.llama_free(self._ctx)
+            lc.llama_model_free(self._model)
+            raise ModelLoadError(f"llama.cpp refused to apply the LoRA adapter {path}")
+        return adapter
 
     # -- metadata ---------------------------------------------------------------------------------------
     def _meta(self, key: str) -> str:
@@ -273,6 +302,8 @@ class LlamaEngine:
                 s.sampler = None
         lc.llama_batch_free(self._batch)
         lc.llama_free(self._ctx)
+        if self._lora is not None:
+            lc.llama_adapter_lora_free(self._lora)
         lc.llama_model_free(self._model)
 
     def _on_worker(self, what: str, fn: Callable[[], T]) -> T:
