@@ -1,0 +1,362 @@
+"""The training loop: a plain torch loop over one model, readable top to bottom.
+
+- Optimizer: AdamW over the trainable parameters. Learning rate for optimizer step ``s`` (0-based):
+  ``lr · (s + 1) / warmup`` during warm-up, then ``lr · (max_steps − s) / (max_steps − warmup)``: linear
+  warm-up and linear decay, no step at lr 0.
+- One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` examples, padded on the right. The
+  loss is the mean cross-entropy over every learned token of the whole step (token-weighted across
+  micro-batches, so accumulation equals one big batch).
+- Data order: epoch ``e`` is a permutation seeded by ``(seed, e)``; micro-batch ``g`` takes the next
+  ``batch_size`` examples of that stream. A function of the step alone, so a resumed run sees the same data.
+- Every ``log_every`` steps: a line on stderr and a JSON line in ``log.jsonl`` (step, loss, lr, tokens,
+  tokens/s, elapsed); every ``eval_interval`` steps the eval loss; every ``save_every`` steps and at the
+  end an atomic checkpoint (``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from glmkit.errors import InvalidRequestError
+from glmkit.settings import Settings
+from glmkit.train import checkpoint as ck
+from glmkit.train.config import TrainConfig
+from glmkit.train.data import Dataset, build_dataset
+from glmkit.train.masks import IGNORE, Example
+from glmkit.train.methods import ADAPTER_METHODS, count_parameters, load_trainable, prepare, trainable_state
+from glmkit.train.model import BaseModel, load_base
+
+# Settings that may differ when a run is resumed: they do not change what is computed.
+RESUMABLE_CHANGES = frozenset({"threads", "log_every", "save_every", "eval_every", "keep_checkpoints"})
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output_dir: str
+    method: str
+    steps: int
+    resumed_from: int | None
+    first_loss: float | None
+    last_loss: float | None
+    eval_loss: float | None
+    checkpoint: str | None
+    tokens: int  # tokens (padding excluded) forwarded by this process
+    seconds: float
+    tokens_per_s: float
+    trainable_params: int
+    total_params: int
+    peak_rss_mb: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lr_factor(step: int, warmup: int, max_steps: int) -> float:
+    """The multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (max_steps - step) / (max_steps - warmup))
+
+
+class Batches:
+    """Micro-batches by index, from per-epoch permutations seeded by (seed, epoch)."""
+
+    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int, pad_id: int) -> None:
+        self.examples, self.batch_size, self.seed, self.pad_id = examples, batch_size, seed, pad_id
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        import torch
+
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms[epoch] = [int(i) for i in torch.randperm(len(self.examples), generator=g)]
+        return self._perms[epoch]
+
+    def micro_batch(self, index: int) -> dict[str, Any]:
+        n = len(self.examples)
+        chosen = []
+        for k in range(self.batch_size):
+            flat = index * self.batch_size + k
+            chosen.append(self.examples[self._perm(flat // n)[flat % n]])
+        return collate(chosen, self.pad_id)
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Any]:
+    """Right-padded ``input_ids`` / ``attention_mask`` / ``labels`` tensors [batch, longest]."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids, dtype=torch.long)
+        mask[i, :n] = 1
+        labels[i, :n] = torch.tensor(e.labels, dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def learned_tokens(batch: dict[str, Any]) -> int:
+    """Tokens that carry loss: a label at position t > 0 (position 0 has no prediction)."""
+    return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
+def loss_sum(model: Any, batch: dict[str, Any], *, use_cache: bool | None) -> Any:
+    """Summed next-token cross-entropy over the learned tokens of one micro-batch."""
+    import torch
+
+    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if use_cache is not None:
+        kwargs["use_cache"] = use_cache
+    logits = model(**kwargs).logits  # [batch, T, vocab]
+    pred = logits[:, :-1].float()  # position t predicts token t + 1
+    target = batch["labels"][:, 1:]
+    return torch.nn.functional.cross_entropy(
+        pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+
+
+def evaluate(model: Any, data: Dataset, batch_size: int, pad_id: int, *, use_cache: bool | None) -> float:
+    """Token-mean loss over a dataset, in eval mode, without gradients."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(data.examples), batch_size):
+            batch = collate(data.examples[i : i + batch_size], pad_id)
+            n = learned_tokens(batch)
+            if n:
+                total += float(loss_sum(model, batch, use_cache=use_cache))
+                count += n
+    model.train()
+    return total / count if count else float("nan")
+
+
+def _check_resume(cfg: TrainConfig, run_dir: Path) -> None:
+    prior = ck.read_run(run_dir)["config"]
+    now = cfg.model_dump(mode="json")
+    changed = sorted(
+        k for k in set(prior) | set(now) if prior.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+    )
+    if changed:
+        raise InvalidRequestError(
+            f"cannot resume {run_dir}: the config changed ({', '.join(changed)}); a resumed run must "
+            f"compute the same thing (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)",
+            param=changed[0],
+        )
+
+
+def _check_fresh(run_dir: Path) -> None:
+    if (run_dir / ck.RUN_FILE).exists() or ck.list_checkpoints(run_dir):
+        raise InvalidRequestError(
+            f"output_dir {run_dir} already holds a run: pass --resume to continue it, or choose another "
+            "output_dir",
+            param="output_dir",
+        )
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def run(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    settings: Settings | None = None,
+    on_step: Callable[[int], None] | None = None,
+    progress: TextIO | None = sys.stderr,
+    save: bool = True,
+    base: BaseModel | None = None,
+) -> RunResult:
+    """Train ``cfg`` (continuing from the newest checkpoint when ``resume``). ``on_step(step)`` runs after
+    every optimizer step (and its checkpoint); ``save=False`` writes nothing (benchmarks); ``base`` reuses
+    an already loaded base model (it is modified in place)."""
+    import torch
+
+    run_dir = cfg.output_dir
+    start_ckpt = None
+    if resume and (run_dir / ck.RUN_FILE).exists():
+        _check_resume(cfg, run_dir)
+        start_ckpt = ck.latest_checkpoint(run_dir)
+    elif save:
+        _check_fresh(run_dir)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+
+    # Everything that can fail on bad input happens before the first write.
+    base = base or load_base(cfg.model, chat_format=cfg.chat_format, settings=settings)
+    train_data = build_dataset(cfg.data, cfg.method, base, cfg.max_seq_len, "data")
+    eval_data = (
+        build_dataset(cfg.eval_data, cfg.method, base, cfg.max_seq_len, "eval_data")
+        if cfg.eval_data
+        else None
+    )
+    torch.manual_seed(cfg.seed)  # LoRA's A init, prefix init, dropout
+    model = prepare(base.model, cfg)
+    n_trainable, n_total = count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.max_steps)
+    )
+    step = 0
+    if start_ckpt is not None:
+        load_trainable(model, start_ckpt.trainable())
+        optimizer.load_state_dict(start_ckpt.torch_file("optimizer.pt"))
+        scheduler.load_state_dict(start_ckpt.torch_file("scheduler.pt"))
+        torch.set_rng_state(start_ckpt.torch_file("rng.pt"))
+        step = start_ckpt.step
+    if start_ckpt is not None or resume:
+        ck.trim_log(run_dir, step)  # log lines past the checkpoint were written after it
+    if save:
+        ck.write_json_atomic(
+            run_dir / ck.RUN_FILE, _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
+        )
+
+    use_cache = None if cfg.method == "ptuning" else False  # prefix tuning hands its prefix in as a cache
+    batches = Batches(train_data.examples, cfg.batch_size, cfg.seed, base.pad_id)
+    log_file = (run_dir / ck.LOG_FILE).open("a", encoding="utf-8") if save else None
+
+    def say(text: str) -> None:
+        if progress is not None:
+            print(text, file=progress, flush=True)
+
+    if start_ckpt is not None:
+        say(f"resuming {run_dir} from step {step}")
+    say(
+        f"{cfg.method} on {base.source.name} ({base.architecture}, {base.fmt.name} format): "
+        f"{n_trainable:,} of {n_total:,} parameters train; {len(train_data.examples)} examples, "
+        f"{train_data.tokens:,} tokens"
+        + (f", {train_data.truncated} truncated" if train_data.truncated else "")
+    )
+
+    first_loss = last_loss = eval_loss = None
+    last_ckpt: ck.Checkpoint | None = start_ckpt
+    tokens_total, t_start = 0, time.perf_counter()
+    window_tokens, window_start = 0, time.perf_counter()
+    model.train()
+    with warnings.catch_warnings():
+        # PEFT's prefix tuning still passes ``past_key_values`` (renamed ``cache`` in transformers 5)
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+        while step < cfg.max_steps:
+            micro = [batches.micro_batch(step * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
+            n_learned = sum(learned_tokens(b) for b in micro)
+            total = 0.0
+            for b in micro:
+                loss = loss_sum(model, b, use_cache=use_cache) / max(n_learned, 1)
+                loss.backward()
+                total += float(loss.detach())
+                fed = int(b["attention_mask"].sum())
+                tokens_total += fed
+                window_tokens += fed
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            first_loss = total if first_loss is None else first_loss
+            last_loss = total
+
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                now = time.perf_counter()
+                tps = window_tokens / max(now - window_start, 1e-9)
+                eta = (
+                    (now - t_start)
+                    / max(step - (start_ckpt.step if start_ckpt else 0), 1)
+                    * (cfg.max_steps - step)
+                )
+                rec = {
+                    "step": step,
+                    "loss": round(total, 6),
+                    "lr": lr,
+                    "tokens": window_tokens,
+                    "tokens_per_s": round(tps, 1),
+                    "elapsed_s": round(now - t_start, 3),
+                }
+                if log_file is not None:
+                    log_file.write(json.dumps(rec) + "\n")
+                    log_file.flush()
+                say(
+                    f"step {step}/{cfg.max_steps}  loss {total:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
+                    f"eta {_fmt_eta(eta)}"
+                )
+                window_tokens, window_start = 0, time.perf_counter()
+            if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
+                eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
+                if log_file is not None:
+                    log_file.write(json.dumps({"step": step, "eval_loss": round(eval_loss, 6)}) + "\n")
+                    log_file.flush()
+                say(f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}")
+            if save and (step % cfg.save_every == 0 or step == cfg.max_steps):
+                last_ckpt = ck.save_checkpoint(
+                    run_dir, step, trainable_state(model), optimizer, scheduler, keep=cfg.keep_checkpoints
+                )
+            if on_step is not None:
+                on_step(step)
+    if log_file is not None:
+        log_file.close()
+    if save and cfg.method in ADAPTER_METHODS:
+        ck.write_atomic_dir(
+            run_dir / "adapter", lambda d: model.save_pretrained(str(d), save_embedding_layers=False)
+        )
+    seconds = time.perf_counter() - t_start
+    return RunResult(
+        output_dir=str(run_dir),
+        method=cfg.method,
+        steps=step,
+        resumed_from=start_ckpt.step if start_ckpt else None,
+        first_loss=first_loss,
+        last_loss=last_loss,
+        eval_loss=eval_loss,
+        checkpoint=str(last_ckpt.path) if last_ckpt else None,
+        tokens=tokens_total,
+        seconds=round(seconds, 3),
+        tokens_per_s=round(tokens_total / max(seconds, 1e-9), 1),
+        trainable_params=n_trainable,
+        total_params=n_total,
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
+
+
+def _describe(
+    cfg: TrainConfig, base: BaseModel, train: Dataset, evald: Dataset | None, n_trainable: int, n_total: int
+) -> dict[str, Any]:
+    def stats(d: Dataset) -> dict[str, int]:
+        return {
+            "examples": len(d.examples),
+            "records": d.records,
+            "tokens": d.tokens,
+            "truncated": d.truncated,
+            "dropped": d.dropped,
+        }
+
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "base": {
+            "kind": base.kind,
+            "source": str(base.source),
+            "architecture": base.architecture,
+            "format": base.fmt.name,
+        },
+        "data": stats(train),
+        "eval_data": stats(evald) if evald is not None else None,
+        "parameters": {"trainable": n_trainable, "total": n_total},
+    }
