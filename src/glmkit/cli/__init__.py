@@ -17,7 +17,7 @@ EXIT_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glmkit.cli import data, evaluate, kb, runtime, serve, service, write
+    from glmkit.cli import data, evaluate, kb, runtime, serve, service, train, write
 
     p = argparse.ArgumentParser(prog="glmkit", description="Build applications on ChatGLM3-family models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     write.register(sub)
     evaluate.register(sub)
     data.register(sub)
+    train.register(sub)
     return p
 
 
