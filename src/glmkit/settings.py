@@ -16,6 +16,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from glmkit.safety.policy import Action, PiiModelMode, RouteName, SafetyOverride
+
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
@@ -79,6 +81,48 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Least embedding similarity for a chunk to count as relevant (e5 scale).",
+    )
+
+    # -- safety: content controls and the audit log (docs/safety.md) ---------------------------------------
+    content_filter: Action = Field(
+        "flag",
+        description="Sensitive-word filter action for every category: off, flag (allow and record), "
+        "mask (＊), block (400).",
+    )
+    content_filter_categories: dict[str, Action] = Field(
+        default_factory=dict, description='Action per category, e.g. {"pornography": "block"}.'
+    )
+    content_wordlists: list[Path] = Field(
+        default_factory=list,
+        description="Extra word-list files (one word a line, '# category: NAME' header), added to the "
+        "shipped ones.",
+    )
+    content_allow: list[str] = Field(
+        default_factory=list, description="Phrases whose words never count as hits (false positives)."
+    )
+    safety_routes: dict[RouteName, SafetyOverride] = Field(
+        default_factory=dict, description="Overrides per route: chat, kb, service, write (docs/safety.md)."
+    )
+    pii_mask_logs: bool = Field(True, description="Mask PII in log records.")
+    pii_mask_storage: bool = Field(
+        True, description="Mask PII before it is stored: sessions, feedback, hand-offs, the audit log."
+    )
+    pii_mask_model: PiiModelMode = Field(
+        "remote", description="Mask PII in what the model is sent: remote (openai: backends), always, never."
+    )
+    pii_types: list[str] | None = Field(
+        None, description="PII types to mask (default: all of glmkit data mask's)."
+    )
+    audit_log: bool = Field(True, description="Record every API request in $GLMKIT_HOME/audit (no bodies).")
+    audit_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=16 * 1024, description="Rotate the audit database when it reaches this size."
+    )
+    audit_keep_files: int = Field(10, ge=0, description="Rotated audit files kept (the oldest go first).")
+    audit_keep_days: float = Field(90.0, gt=0, description="Rotated audit files older than this are deleted.")
+    audit_admins: list[str] = Field(
+        default_factory=list,
+        description="API key ids or names that may read the audit log over HTTP (with no keys: anyone "
+        "on loopback).",
     )
 
     @field_validator("home", mode="before")

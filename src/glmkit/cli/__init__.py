@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     data.register(sub)
     train.register(sub)
+    from glmkit.cli.audit import register as register_audit
+
+    register_audit(sub)
     return p
 
 
