@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from glmkit.kb.service import KnowledgeBases
 from glmkit.runtime.chat import collect
 from glmkit.runtime.formats.tools import normalize_tools
 from glmkit.runtime.protocol import ChatModel
+from glmkit.safety.guard import Guard, Safety
+from glmkit.safety.policy import SafetyOverride
 from glmkit.tools.registry import CODE_INTERPRETER, REGISTRY, Handler
 from glmkit.tools.schema import ToolArgumentError, check_schema
 from glmkit.types import Message, NamedTool, SamplingParams
@@ -117,6 +120,7 @@ class BotConfig(_Cfg):
     angry_words: list[str] = Field(default_factory=lambda: list(ANGRY_WORDS))
     tools: list[ToolSpec] = Field(default_factory=list)
     history_turns: int = Field(6, ge=0, le=50)
+    safety: SafetyOverride | None = None  # content-filter overrides for this bot (docs/safety.md)
 
     @classmethod
     def load(cls, path: Path) -> BotConfig:
@@ -200,8 +204,16 @@ class Bot:
         store: SessionStore,
         kbs: KnowledgeBases | None = None,
         classifier: IntentClassifier | None = None,
+        safety: Guard | None = None,
     ) -> None:
         self.config = config
+        if safety is None:  # the settings of this process (environment, config.toml), as the server would
+            from glmkit.settings import Settings
+
+            safety = Safety(Settings()).guard("service", config.safety, config.name)
+        self.guard = safety
+        self._turn_events = threading.local()  # a turn runs on one thread: its filter events live here
+        model = safety.model(model)  # PII masked in what a remote model is sent
         self.model = model
         self.embedder = embedder
         self.store = store
@@ -224,9 +236,23 @@ class Bot:
 
     # -- the turn ------------------------------------------------------------------------------------------
     def start(self, user: str = "anonymous") -> str:
-        return self.store.create(self.config.name, user[:128] or "anonymous")
+        return self.store.create(self.config.name, self.guard.redact(user[:128]) or "anonymous")
 
-    def turn(self, sid: str, text: str) -> Reply:
+    def turn(self, sid: str, text: str, events: list[dict[str, Any]] | None = None) -> Reply:
+        """One customer message and the bot's reply. ``events`` collects the content filter's events
+        (the server's audit log); they are also in the reply's trace under ``safety``."""
+        events = [] if events is None else events
+        n_before = len(events)
+        self._turn_events.current = (events, n_before)
+        try:
+            reply = self._turn(sid, text, events)
+        finally:
+            self._turn_events.current = None
+        if len(events) > n_before and "safety" not in reply.trace:
+            reply.trace = reply.trace | {"safety": events[n_before:]}
+        return reply
+
+    def _turn(self, sid: str, text: str, events: list[dict[str, Any]]) -> Reply:
         session = self.store.get(self.config.name, sid)
         text = (text or "").strip()
         if not text:
@@ -235,7 +261,8 @@ class Bot:
             raise PayloadTooLargeError(
                 f"the message has {len(text)} characters; the limit is {MAX_MESSAGE_CHARS}", param="text"
             )
-        self.store.add_message(sid, "user", text)
+        text = self.guard.check_input(text, "text", events)  # refused (400), masked or recorded
+        self.store.add_message(sid, "user", self.guard.redact(text))
         if session["state"] in ("waiting", "human"):
             held = {"route": "held_by_human", "state": session["state"], "agent": session["agent"]}
             return Reply(
@@ -318,7 +345,15 @@ class Bot:
         return self.config.faq[self._faq_texts[i][0]], float(sims[i])
 
     def _say(self, sid: str, text: str, trace: dict[str, Any]) -> Reply:
-        mid = self.store.add_message(sid, "assistant", text, trace)
+        events, n_before = getattr(self._turn_events, "current", None) or ([], 0)
+        text, withheld = self.guard.check_output(text, events)
+        if withheld:
+            text = self.guard.refusal_text
+        if len(events) > n_before:
+            trace = trace | {"safety": events[n_before:]}
+        mid = self.store.add_message(
+            sid, "assistant", self.guard.redact(text), self.guard.redact_value(trace)
+        )
         return Reply(sid, text, "bot", mid, trace)
 
     def _history(self, sid: str) -> list[Message]:
@@ -378,7 +413,8 @@ class Bot:
                 sid,
                 f"tool {spec.name}: {e.message}",
                 route.group,
-                trace | {"tool_calls": [{"name": call.name, "arguments": call.arguments, "error": e.message}]},
+                trace
+                | {"tool_calls": [{"name": call.name, "arguments": call.arguments, "error": e.message}]},
             )
         except Exception as e:  # noqa: BLE001 - a failing tool hands off instead of breaking the turn
             return self._handoff(
@@ -400,7 +436,8 @@ class Bot:
     def _handoff(self, sid: str, reason: str, group: str, trace: dict[str, Any]) -> Reply:
         msgs = self.store.messages(sid)
         users = [m["text"] for m in msgs if m["role"] == "user"][-3:]
-        summary = "；".join(u[:60] for u in users)
+        summary = self.guard.redact("；".join(u[:60] for u in users))
+        reason = self.guard.redact(reason)
         self.store.q(
             "INSERT OR REPLACE INTO handoffs (session, bot, reason, summary, grp, status, agent, ts) VALUES (?,?,?,?,?,?,?,?)",
             (sid, self.config.name, reason, summary, group, "waiting", None, time.time()),
@@ -410,7 +447,9 @@ class Bot:
             "route": "handoff",
             "handoff": {"reason": reason, "group": group, "summary": summary},
         }
-        mid = self.store.add_message(sid, "assistant", self.config.handoff_text, trace)
+        mid = self.store.add_message(
+            sid, "assistant", self.config.handoff_text, self.guard.redact_value(trace)
+        )
         return Reply(sid, self.config.handoff_text, "waiting", mid, trace)
 
     def queue(self, group: str | None = None, status: str = "waiting") -> list[dict[str, Any]]:
@@ -440,7 +479,9 @@ class Bot:
             )
         if not text.strip():
             raise InvalidRequestError("the reply is empty", param="text")
-        return self.store.add_message(sid, "agent", text.strip(), {"route": "human", "agent": agent})
+        return self.store.add_message(
+            sid, "agent", self.guard.redact(text.strip()), {"route": "human", "agent": agent}
+        )
 
     def release(self, sid: str, agent: str) -> dict[str, Any]:
         s = self.store.get(self.config.name, sid)
@@ -464,7 +505,7 @@ class Bot:
             )
         self.store.q(
             "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)",
-            (message_id, rating, comment[:2000], time.time()),
+            (message_id, rating, self.guard.redact(comment[:2000]), time.time()),
         )
 
     def export(self, fmt: Literal["sft", "faq"], min_rating: int = 1) -> str:

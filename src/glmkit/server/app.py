@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from glmkit.errors import GlmkitError, InvalidRequestError, RateLimitError
 from glmkit.kb.embed import Embedder
 from glmkit.runtime.protocol import ChatModel
+from glmkit.safety.audit import AuditLog, AuditMiddleware
+from glmkit.safety.guard import install_log_redaction
 from glmkit.server.auth import KeyStore, RateLimiter
 from glmkit.server.metrics import Metrics
 from glmkit.server.state import AppState, authorize, get_state
@@ -71,11 +73,14 @@ def create_app(
             model = chat_model  # type: ignore[assignment]
         state = AppState(settings, model, keystore, RateLimiter(settings.rate_limit_rpm), Metrics(), embedder)
         state.metrics._stats = state.engine_stats
+        _start_safety(state)
         app.state.glmkit = state
         try:
             yield
         finally:
             state.draining = True
+            if state.audit is not None:
+                await asyncio.to_thread(state.audit.close)
             if owns:
                 await asyncio.to_thread(model.close)
 
@@ -152,6 +157,9 @@ def create_app(
     from glmkit.server.routes.write import router as write_router
 
     app.include_router(write_router)
+    from glmkit.server.routes.safety import router as safety_router
+
+    app.include_router(safety_router)
 
     @app.get("/health")
     async def health(request: Request) -> Any:
@@ -183,6 +191,7 @@ def create_app(
 
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditMiddleware)  # outermost of the three: it also sees the 413s
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -191,6 +200,21 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     return app
+
+
+def _start_safety(state: AppState) -> None:
+    """PII masking for the model and the logs, and the audit log, as the settings say (docs/safety.md)."""
+    settings = state.settings
+    state.chat = state.safety.model(state.chat)
+    if settings.pii_mask_logs:
+        install_log_redaction(state.safety.model_masker)
+    if settings.audit_log:
+        state.audit = AuditLog(
+            settings.home / "audit",
+            max_bytes=settings.audit_max_bytes,
+            keep_files=settings.audit_keep_files,
+            keep_days=settings.audit_keep_days,
+        )
 
 
 class BodyLimitMiddleware:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -17,6 +17,9 @@ from glmkit.runtime.protocol import ChatModel
 from glmkit.server.auth import KeyStore, RateLimiter
 from glmkit.server.metrics import Metrics
 from glmkit.settings import Settings
+
+if TYPE_CHECKING:
+    from glmkit.safety.guard import Safety
 
 
 @dataclass
@@ -32,6 +35,8 @@ class AppState:
     bots_instance: dict[str, Any] | None = None  # name -> glmkit.apps.service.Bot
     started: float = field(default_factory=time.time)
     draining: bool = False
+    safety_instance: Any = None  # glmkit.safety.guard.Safety, built on first use
+    audit: Any = None  # glmkit.safety.audit.AuditLog when audit_log is on (set in the app's lifespan)
     _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def engine_stats(self) -> dict[str, int]:
@@ -61,6 +66,16 @@ class AppState:
             if self.embedder_instance is None:
                 self.embedder_instance = await asyncio.to_thread(load_embedder, name)
         return self.embedder_instance
+
+    @property
+    def safety(self) -> Safety:
+        """The content controls (word lists, per-route and per-bot filters), built on first use."""
+        if self.safety_instance is None:
+            from glmkit.safety.guard import Safety
+
+            self.safety_instance = Safety(self.settings)
+        safety: Safety = self.safety_instance
+        return safety
 
     @property
     def kbs(self) -> KnowledgeBases:
@@ -95,7 +110,8 @@ class AppState:
                 store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
                 for c in configs:
                     kbs = self.kbs if c.knowledge_bases else None
-                    self.bots_instance[c.name] = Bot(c, self.chat, emb, store, kbs)
+                    guard = self.safety.guard("service", c.safety, c.name)
+                    self.bots_instance[c.name] = Bot(c, self.chat, emb, store, kbs, safety=guard)
         return self.bots_instance
 
     def bot(self, name: str) -> Any:

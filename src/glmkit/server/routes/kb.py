@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from glmkit.apps.qa import QA
 from glmkit.errors import InvalidRequestError
 from glmkit.kb.store import Filters, KBRecord
+from glmkit.safety.guard import release_piece, request_events
 from glmkit.server.state import authorize, caller, get_state
 from glmkit.server.streaming import deltas_in_thread
 from glmkit.types import CancelToken, SamplingParams, TextDelta
@@ -168,7 +169,9 @@ async def search(name: str, body: SearchBody, request: Request) -> Any:
 async def ask(body: AskBody, request: Request) -> Any:
     state = get_state(request)
     names = [body.kb] if isinstance(body.kb, str) else body.kb
-    qa = QA(state.kbs, state.chat, min_similarity=state.settings.qa_min_similarity)
+    guard, flags = state.safety.guard("kb"), request_events(request.state)
+    question = guard.check_input(body.question, "question", flags)
+    qa = QA(state.kbs, guard.model(state.chat), min_similarity=state.settings.qa_min_similarity)
     params = SamplingParams(
         temperature=0.2 if body.temperature is None else body.temperature, max_tokens=body.max_tokens or 512
     )
@@ -176,7 +179,7 @@ async def ask(body: AskBody, request: Request) -> Any:
     answer, deltas = await asyncio.to_thread(
         lambda: qa.stream(
             names,
-            body.question,
+            question,
             k=body.k,
             rerank=body.rerank,
             params=params,
@@ -189,18 +192,38 @@ async def ask(body: AskBody, request: Request) -> Any:
     if not body.stream:
         async for _ in agen:
             pass
-        return answer.as_dict()
+        out = answer.as_dict()
+        out["answer"], withheld = guard.check_output(answer.text, flags)
+        if withheld:
+            out["finish_reason"] = "content_filter"
+        return out
 
     async def events() -> AsyncIterator[bytes]:
         def ev(obj: dict[str, Any]) -> bytes:
             return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
 
         yield ev({"type": "sources", "sources": [c.as_dict() for c in answer.sources]})
+        sf, sent = guard.stream_output(), ""
         try:
             async for d in agen:
                 if isinstance(d, TextDelta):
-                    yield ev({"type": "delta", "text": d.text})
-            yield ev({"type": "done"} | answer.as_dict())
+                    piece = release_piece(sf, d.text, cancel)
+                    if piece is None:
+                        break
+                    sent += piece
+                    if piece:
+                        yield ev({"type": "delta", "text": piece})
+            rest = sf.close() if sf is not None else ""
+            if rest:
+                sent += rest
+                yield ev({"type": "delta", "text": rest})
+            guard.stream_done(sf, flags)
+            done = answer.as_dict()
+            if sf is not None:
+                done["answer"] = sent
+                if sf.blocked:
+                    done["finish_reason"] = "content_filter"
+            yield ev({"type": "done"} | done)
         except Exception as e:  # noqa: BLE001 - in-band after headers
             yield ev({"type": "error", "message": str(e)})
         yield b"data: [DONE]\n\n"

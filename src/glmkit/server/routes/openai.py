@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import secrets
 import time
@@ -17,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from glmkit.errors import GlmkitError, InvalidRequestError, ModelNotFoundError, TimeoutError_
 from glmkit.runtime.formats.tools import normalize_tools
 from glmkit.runtime.messages import messages_from_dicts
+from glmkit.safety.guard import Guard, release_piece, request_events
 from glmkit.server.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from glmkit.server.state import AppState, authorize, get_state
 from glmkit.server.streaming import deltas_in_thread
@@ -26,6 +28,7 @@ from glmkit.types import (
     Delta,
     FinishDelta,
     LogprobDelta,
+    Message,
     NamedTool,
     SamplingParams,
     TextDelta,
@@ -45,7 +48,19 @@ _FINISH = {
     "tool_calls": "tool_calls",
     "loop": "length",
     "cancelled": "stop",
+    "content_filter": "content_filter",  # the content filter withheld (the rest of) the answer
 }
+
+
+def _screen_messages(guard: Guard, messages: list[Message], events: list[dict[str, Any]]) -> list[Message]:
+    """User and tool texts through the content filter (refused, masked or recorded)."""
+    out = []
+    for i, m in enumerate(messages):
+        if m.role in ("user", "observation"):
+            text = guard.check_input(m.content, f"messages[{i}].content", events)
+            m = m if text == m.content else dataclasses.replace(m, content=text)
+        out.append(m)
+    return out
 
 
 def _sampling(body: ChatCompletionRequest | CompletionRequest, **extra: Any) -> SamplingParams:
@@ -200,6 +215,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     state = get_state(request)
     model = state.chat_model(body.model)
     messages = messages_from_dicts(body.messages)
+    guard, flags = state.safety.guard("chat"), request_events(request.state)
+    messages = _screen_messages(guard, messages, flags)
+    model = guard.model(model)
     tools = normalize_tools(body.tools or [])
     choice = _tool_choice(body)
     top = body.top_logprobs if body.logprobs else None
@@ -238,24 +256,39 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                     yield d
 
             usage: UsageDelta | None = None
+            sf = guard.stream_output()
             try:
                 async for d in all_deltas():
                     if isinstance(d, LogprobDelta):
                         pending_lp.extend(_logprobs_json(d.tokens))
                     elif isinstance(d, TextDelta):
-                        if pending_lp:
-                            yield _sse(chunk({"content": d.text}, logprobs={"content": pending_lp}))
+                        piece = release_piece(sf, d.text, run.cancel)
+                        if piece is None:
+                            break
+                        if pending_lp and piece:
+                            yield _sse(chunk({"content": piece}, logprobs={"content": pending_lp}))
                             pending_lp = []
-                        else:
-                            yield _sse(chunk({"content": d.text}))
+                        elif piece:
+                            yield _sse(chunk({"content": piece}))
                     elif isinstance(d, ToolCallDelta):
                         yield _sse(chunk({"tool_calls": [_tool_call_json(d)]}))
                     elif isinstance(d, ToolCallErrorDelta):
-                        yield _sse(chunk({"content": d.raw}))  # never lose what the model wrote
+                        piece = release_piece(sf, d.raw, run.cancel)
+                        if piece is None:
+                            break
+                        if piece:
+                            yield _sse(chunk({"content": piece}))  # never lose what the model wrote
                     elif isinstance(d, UsageDelta):
                         usage = d
                     elif isinstance(d, FinishDelta):
-                        yield _sse(chunk({}, _FINISH[d.reason], glmkit_finish_reason=d.reason))
+                        rest = sf.close() if sf is not None else ""
+                        if rest:
+                            yield _sse(chunk({"content": rest}))
+                        if sf is None or not sf.blocked:
+                            yield _sse(chunk({}, _FINISH[d.reason], glmkit_finish_reason=d.reason))
+                if sf is not None and sf.blocked:
+                    yield _sse(chunk({}, "content_filter", glmkit_finish_reason="content_filter"))
+                guard.stream_done(sf, flags)
                 if include_usage and usage is not None:
                     yield _sse(
                         {
@@ -299,6 +332,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                 reason = d.reason
     finally:
         watcher.cancel()
+    text, withheld = guard.check_output(text, flags)
+    if withheld:
+        reason = "content_filter"
     message: dict[str, Any] = {"role": "assistant", "content": text if (text or not calls) else None}
     if calls:
         for c in calls:
@@ -349,6 +385,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         prompt = prompt[0]
     if body.suffix:
         raise InvalidRequestError("suffix (fill-in-the-middle) is not supported", param="suffix")
+    guard, flags = state.safety.guard("chat"), request_events(request.state)
+    prompt = guard.check_input(prompt, "prompt", flags)
+    complete = getattr(guard.model(model), "complete", complete)
     params = _sampling(body, logprobs=body.logprobs)
     run = _Run(state, request, lambda cancel: complete(prompt, params=params, cancel=cancel))
     cid = "cmpl-" + secrets.token_hex(12)
@@ -381,6 +420,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
         async def events() -> AsyncIterator[bytes]:
             pending: list[TokenLogprob] = []
+            sf = guard.stream_output()
             try:
                 if body.echo:
                     yield _sse(obj(prompt, None))
@@ -388,10 +428,21 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
                     if isinstance(d, LogprobDelta):
                         pending.extend(d.tokens)
                     elif isinstance(d, TextDelta):
-                        yield _sse(obj(d.text, None, legacy_lp(pending) if pending else None))
-                        pending = []
+                        piece = release_piece(sf, d.text, run.cancel)
+                        if piece is None:
+                            break
+                        if piece:
+                            yield _sse(obj(piece, None, legacy_lp(pending) if pending else None))
+                            pending = []
                     elif isinstance(d, FinishDelta):
-                        yield _sse(obj("", _FINISH[d.reason]))
+                        rest = sf.close() if sf is not None else ""
+                        if rest:
+                            yield _sse(obj(rest, None))
+                        if sf is None or not sf.blocked:
+                            yield _sse(obj("", _FINISH[d.reason]))
+                if sf is not None and sf.blocked:
+                    yield _sse(obj("", "content_filter"))
+                guard.stream_done(sf, flags)
             except Exception as e:  # noqa: BLE001 - in-band, headers are sent
                 yield _sse_error(e)
             yield b"data: [DONE]\n\n"
@@ -409,6 +460,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             usage = d
         elif isinstance(d, FinishDelta):
             reason = d.reason
+    answer, withheld = guard.check_output(text[len(prompt) :] if body.echo else text, flags)
+    if withheld:
+        reason = "content_filter"
+    text = (prompt if body.echo else "") + answer
     out = obj(text, _FINISH[reason], legacy_lp(lps) if body.logprobs is not None else None)
     out["usage"] = _usage(usage)
     return out

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from glmkit.safety.guard import request_events
 from glmkit.server.state import authorize, get_state
 
 router = APIRouter(prefix="/v1/service", dependencies=[Depends(authorize)], tags=["customer service"])
@@ -67,7 +68,7 @@ async def get_session(bot: str, sid: str, request: Request) -> Any:
 async def say(bot: str, sid: str, body: Say, request: Request) -> Any:
     b = await asyncio.to_thread(_bot, request, bot)
     get_state(request).check_capacity()
-    reply = await asyncio.to_thread(b.turn, sid, body.text)
+    reply = await asyncio.to_thread(b.turn, sid, body.text, request_events(request.state))
     return reply.as_dict()
 
 

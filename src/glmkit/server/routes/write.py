@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from glmkit.apps.generate import Generator, load_templates
 from glmkit.apps.summarize import MAX_LLM_INPUT_CHARS, Summarizer, check_text, extractive
 from glmkit.errors import InvalidRequestError
+from glmkit.safety.guard import release_piece, request_events
 from glmkit.server.state import authorize, get_state
 from glmkit.server.streaming import deltas_in_thread
 from glmkit.types import CancelToken, TextDelta
@@ -68,9 +69,14 @@ def _templates(request: Request) -> Any:
 
 
 async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any:
+    guard, flags = get_state(request).safety.guard("write"), request_events(request.state)
+    text = await asyncio.to_thread(guard.check_input, text, "text", flags)
     if opts.extractive:
         summary = await asyncio.to_thread(extractive, text, opts.sentences or 3)
+        summary, withheld = guard.check_output(summary, flags)
         picked = {"summary": summary, "method": "extractive", "mode": opts.mode, "input_chars": len(text)}
+        if withheld:
+            picked["finish_reason"] = "content_filter"
         if not opts.stream:
             return picked
 
@@ -84,7 +90,7 @@ async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any
     state = get_state(request)
     state.check_capacity()
     cancel = CancelToken()
-    summarizer = Summarizer(state.chat, concurrency=max(1, min(4, state.settings.parallel // 2)))
+    summarizer = Summarizer(guard.model(state.chat), concurrency=max(1, min(4, state.settings.parallel // 2)))
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     box: dict[str, Any] = {}
     end = object()
@@ -128,16 +134,34 @@ async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any
     if not opts.stream:
         async for _ in agen:
             pass
-        return result()
+        out = result()
+        out["summary"], withheld = guard.check_output(out["summary"], flags)
+        if withheld:
+            out["finish_reason"] = "content_filter"
+        return out
 
     async def stream() -> AsyncIterator[bytes]:
+        sf, sent = guard.stream_output(), ""
         try:
             async for item in agen:
                 if isinstance(item, dict):
                     yield _ev(item)
                 elif isinstance(item, TextDelta):
-                    yield _ev({"type": "delta", "text": item.text})
-            yield _ev({"type": "done"} | result())
+                    piece = release_piece(sf, item.text, cancel)
+                    if piece is None:
+                        break
+                    sent += piece
+                    if piece:
+                        yield _ev({"type": "delta", "text": piece})
+            rest = sf.close() if sf is not None else ""
+            if rest:
+                sent += rest
+                yield _ev({"type": "delta", "text": rest})
+            guard.stream_done(sf, flags)
+            if sf is not None and sf.blocked:
+                yield _ev({"type": "done", "summary": sent, "finish_reason": "content_filter"})
+            else:
+                yield _ev({"type": "done"} | result() | ({"summary": sent} if sf is not None else {}))
         except Exception as e:  # noqa: BLE001 - in-band after the headers went out
             yield _ev({"type": "error", "message": getattr(e, "message", str(e))})
         yield b"data: [DONE]\n\n"
@@ -196,20 +220,33 @@ async def templates(request: Request) -> Any:
 @router.post("/v1/generate")
 async def generate(body: GenerateBody, request: Request) -> Any:
     state = get_state(request)
+    guard, flags = state.safety.guard("write"), request_events(request.state)
+    topic = guard.check_input(body.topic, "topic", flags)
+    keywords = [guard.check_input(k, f"keywords[{i}]", flags) for i, k in enumerate(body.keywords)]
+    style = guard.check_input(body.style, "style", flags) if body.style else body.style
+    audience = guard.check_input(body.audience, "audience", flags) if body.audience else body.audience
     state.check_capacity()
-    gen = Generator(state.chat, await asyncio.to_thread(_templates, request))
+    gen = Generator(guard.model(state.chat), await asyncio.to_thread(_templates, request))
     g = await asyncio.to_thread(
         gen.generate,
         body.kind,
-        body.topic,
+        topic,
         form=body.form,
-        keywords=body.keywords,
-        style=body.style,
-        audience=body.audience,
+        keywords=keywords,
+        style=style,
+        audience=audience,
         min_chars=body.min_chars,
         max_chars=body.max_chars,
         retries=body.retries,
         temperature=body.temperature,
         seed=body.seed,
     )
-    return g.as_dict()
+    out = g.as_dict()
+    out["text"], withheld = guard.check_output(g.text, flags)
+    if withheld:
+        out["ok"] = False
+        out["problems"] = [
+            *g.problems,
+            f"the content filter withheld the text (category: {', '.join(withheld)})",
+        ]
+    return out
