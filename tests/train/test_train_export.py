@@ -222,6 +222,8 @@ def test_cli_run_export_merge(
     assert exported["source"].startswith("qwen2 hyper-parameters")  # the Hugging Face base route
     assert main(["train", "merge", str(run_dir), "--out", str(tmp_path / "merged")]) == 0
     assert "glmkit serve --model" in capsys.readouterr().out
+    assert main(["train", "merge", str(run_dir), "--out", str(tmp_path / "merged")]) == 1  # never overwritten
+    assert "already exists" in capsys.readouterr().err
 
     # resume of a finished run: nothing to do, same checkpoint
     assert main(["train", "run", str(cfg), "--resume", "--json", "--quiet"]) == 0

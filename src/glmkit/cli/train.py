@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
     p = ts.add_parser("merge", help="write a run's model with its adapter merged, as a checkpoint directory")
     p.add_argument("run_dir", type=Path, help="the run's output_dir")
-    p.add_argument("--out", type=Path, required=True, help="directory to write (replaced whole)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write (new or empty)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_merge)
 

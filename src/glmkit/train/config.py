@@ -159,7 +159,7 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     if cfg.eval_data is not None:
         updates["eval_data"] = rel(cfg.eval_data)
     looks_like_path = cfg.model.endswith(".gguf") or "/" in cfg.model or cfg.model.startswith((".", "~"))
-    if looks_like_path:
+    if looks_like_path or (base / cfg.model).exists():
         updates["model"] = str(rel(Path(cfg.model)))
     return cfg.model_copy(update=updates)
 

@@ -69,7 +69,11 @@ def merged(t: Trained) -> Any:
 
 
 def merge(run_dir: Path, out_dir: Path, settings: Settings | None = None) -> dict[str, Any]:
-    """Write the merged checkpoint of ``run_dir`` to ``out_dir`` (replaced whole if it exists)."""
+    """Write the merged checkpoint of ``run_dir`` to ``out_dir``, which must not exist or be empty."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InvalidRequestError(
+            f"{out_dir} already exists and is not an empty directory: choose a new --out", param="out"
+        )
     t = trained_model(run_dir, settings)
     model = merged(t)
     ck.write_atomic_dir(out_dir, lambda d: save_merged(t.base, model, d))

@@ -93,8 +93,9 @@ def _peft_model(model: Any, conf: Any) -> Any:
 
 
 def trainable_state(model: Any) -> dict[str, Any]:
-    """Detached copies of the trainable parameters by name (tied parameters once)."""
-    return {n: p.detach().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    """The trainable parameters by name, detached (tied parameters once). They share the parameters' memory
+    (a full fine-tune's checkpoint must not double the weights): write them out before the next step."""
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable(model: Any, state: dict[str, Any]) -> None:
