@@ -174,6 +174,58 @@ def _fmt_eta(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _optimizer_step(
+    model: Any,
+    micro: list[dict[str, Any]],
+    params: list[Any],
+    optimizer: Any,
+    scheduler: Any,
+    cfg: TrainConfig,
+    use_cache: bool | None,
+) -> tuple[float, int]:
+    """One optimizer step over ``grad_accum`` micro-batches: (token-mean loss of the step, tokens fed)."""
+    import torch
+
+    n_learned = max(sum(learned_tokens(b) for b in micro), 1)
+    total, fed = 0.0, 0
+    for b in micro:
+        loss = loss_sum(model, b, use_cache=use_cache) / n_learned
+        loss.backward()
+        total += float(loss.detach())
+        fed += int(b["attention_mask"].sum())
+    if cfg.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, fed
+
+
+class _Reporter:
+    """Progress lines on ``progress`` (stderr) and JSON lines appended to the run's log file."""
+
+    def __init__(self, log_path: Path | None, progress: TextIO | None) -> None:
+        self._file = log_path.open("a", encoding="utf-8") if log_path is not None else None
+        self._progress = progress
+
+    def say(self, text: str) -> None:
+        if self._progress is not None:
+            print(text, file=self._progress, flush=True)
+
+    def record(self, rec: dict[str, Any], text: str) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(rec) + "\n")
+            self._file.flush()
+        self.say(text)
+
+    def __enter__(self) -> _Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 def run(
     cfg: TrainConfig,
     *,
@@ -231,15 +283,10 @@ def run(
 
     use_cache = None if cfg.method == "ptuning" else False  # prefix tuning hands its prefix in as a cache
     batches = Batches(train_data.examples, cfg.batch_size, cfg.seed, base.pad_id)
-    log_file = (run_dir / ck.LOG_FILE).open("a", encoding="utf-8") if save else None
-
-    def say(text: str) -> None:
-        if progress is not None:
-            print(text, file=progress, flush=True)
-
+    report = _Reporter(run_dir / ck.LOG_FILE if save else None, progress)
     if start_ckpt is not None:
-        say(f"resuming {run_dir} from step {step}")
-    say(
+        report.say(f"resuming {run_dir} from step {step}")
+    report.say(
         f"{cfg.method} on {base.source.name} ({base.architecture}, {base.fmt.name} format): "
         f"{n_trainable:,} of {n_total:,} parameters train; {len(train_data.examples)} examples, "
         f"{train_data.tokens:,} tokens"
@@ -248,71 +295,51 @@ def run(
 
     first_loss = last_loss = eval_loss = None
     last_ckpt: ck.Checkpoint | None = start_ckpt
-    tokens_total, t_start = 0, time.perf_counter()
+    first_step, tokens_total, t_start = step, 0, time.perf_counter()
     window_tokens, window_start = 0, time.perf_counter()
     model.train()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), report:
         # PEFT's prefix tuning still passes ``past_key_values`` (renamed ``cache`` in transformers 5)
         warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         while step < cfg.max_steps:
             micro = [batches.micro_batch(step * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
-            n_learned = sum(learned_tokens(b) for b in micro)
-            total = 0.0
-            for b in micro:
-                loss = loss_sum(model, b, use_cache=use_cache) / max(n_learned, 1)
-                loss.backward()
-                total += float(loss.detach())
-                fed = int(b["attention_mask"].sum())
-                tokens_total += fed
-                window_tokens += fed
-            if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, fed = _optimizer_step(model, micro, params, optimizer, scheduler, cfg, use_cache)
             step += 1
-            first_loss = total if first_loss is None else first_loss
-            last_loss = total
+            tokens_total += fed
+            window_tokens += fed
+            first_loss = loss if first_loss is None else first_loss
+            last_loss = loss
 
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
                 tps = window_tokens / max(now - window_start, 1e-9)
-                eta = (
-                    (now - t_start)
-                    / max(step - (start_ckpt.step if start_ckpt else 0), 1)
-                    * (cfg.max_steps - step)
-                )
-                rec = {
-                    "step": step,
-                    "loss": round(total, 6),
-                    "lr": lr,
-                    "tokens": window_tokens,
-                    "tokens_per_s": round(tps, 1),
-                    "elapsed_s": round(now - t_start, 3),
-                }
-                if log_file is not None:
-                    log_file.write(json.dumps(rec) + "\n")
-                    log_file.flush()
-                say(
-                    f"step {step}/{cfg.max_steps}  loss {total:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
-                    f"eta {_fmt_eta(eta)}"
+                eta = (now - t_start) / (step - first_step) * (cfg.max_steps - step)
+                report.record(
+                    {
+                        "step": step,
+                        "loss": round(loss, 6),
+                        "lr": lr,
+                        "tokens": window_tokens,
+                        "tokens_per_s": round(tps, 1),
+                        "elapsed_s": round(now - t_start, 3),
+                    },
+                    f"step {step}/{cfg.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
+                    f"eta {_fmt_eta(eta)}",
                 )
                 window_tokens, window_start = 0, time.perf_counter()
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
-                if log_file is not None:
-                    log_file.write(json.dumps({"step": step, "eval_loss": round(eval_loss, 6)}) + "\n")
-                    log_file.flush()
-                say(f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}")
+                report.record(
+                    {"step": step, "eval_loss": round(eval_loss, 6)},
+                    f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}",
+                )
             if save and (step % cfg.save_every == 0 or step == cfg.max_steps):
                 last_ckpt = ck.save_checkpoint(
                     run_dir, step, trainable_state(model), optimizer, scheduler, keep=cfg.keep_checkpoints
                 )
             if on_step is not None:
                 on_step(step)
-    if log_file is not None:
-        log_file.close()
     if save and cfg.method in ADAPTER_METHODS:
         ck.write_atomic_dir(
             run_dir / "adapter", lambda d: model.save_pretrained(str(d), save_embedding_layers=False)
