@@ -1,69 +1,17 @@
 """Fixtures for the training tests: a tiny Qwen2 (HF directory and GGUF), conversation files and configs.
+Shared values live in ``train_samples`` (a unique module name: several test folders have a conftest).
 
 Everything is tiny and random (hidden 32/64, 2 layers); torch runs on one thread (2-core machines)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-TOOLS = [
-    {
-        "name": "get_weather",
-        "description": "Get the current weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    }
-]
-
-CONVERSATIONS: list[dict[str, Any]] = [
-    {
-        "conversations": [
-            {"role": "user", "content": "你好"},
-            {"role": "assistant", "content": "你好，我是人工智能助手。"},
-        ]
-    },
-    {
-        "conversations": [
-            {"role": "system", "content": "你是一个天气助手"},
-            {"role": "user", "content": "今天天气怎么样？"},
-            {"role": "assistant", "content": "北京今天的天气很好。"},
-            {"role": "user", "content": "明天呢？"},
-            {"role": "assistant", "content": "明天也很好。"},
-        ]
-    },
-    {
-        "conversations": [
-            {
-                "role": "system",
-                "content": "Answer the following questions as best as you can. You have access to the following tools:",
-                "tools": TOOLS,
-            },
-            {"role": "user", "content": "北京天气怎么样？"},
-            {
-                "role": "assistant",
-                "metadata": "get_weather",
-                "content": '```python\ntool_call(city="北京")\n```',
-            },
-            {"role": "observation", "content": '{"temperature": 25}'},
-            {"role": "assistant", "content": "北京现在25度。"},
-        ]
-    },
-    {
-        "conversations": [
-            {"role": "user", "content": "Hello, how are you today?"},
-            {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."},
-        ]
-    },
-]
+from train_samples import CONVERSATIONS, ConfigMaker
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,9 +47,6 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("data") / "train.jsonl"
     p.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in CONVERSATIONS), encoding="utf-8")
     return p
-
-
-ConfigMaker = Callable[..., Path]
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_samples import ConfigMaker
 
-from conftest import ConfigMaker
 from glmkit.errors import InvalidRequestError
 from glmkit.train.config import load_config, parse_config
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from train_samples import ConfigMaker
 
 from chatglm3_tiny import TinyChatGLM3
-from conftest import ConfigMaker
 from glmkit.cli import main
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.backends.llamacpp import LlamaEngine

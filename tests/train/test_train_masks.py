@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from train_samples import CONVERSATIONS, TOOLS
 
 from chatglm3_tiny import TinyChatGLM3
-from conftest import CONVERSATIONS, TOOLS
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.formats import jinja  # noqa: F401  (registers the jinja format)
 from glmkit.runtime.formats.base import get_format

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from train_samples import ConfigMaker
 
 from chatglm3_tiny import TinyChatGLM3
-from conftest import ConfigMaker
 from glmkit.errors import InvalidRequestError
 from glmkit.train import checkpoint as ck
 from glmkit.train.config import load_config
