@@ -5,6 +5,8 @@
     │   ├── ContextOverflowError     prompt (plus max_tokens) does not fit the context window
     │   └── ToolCallParseError       the model wrote a tool call that cannot be parsed
     ├── ModelNotFoundError (404)     unknown model name / missing file / unknown backend
+    ├── NotFoundError (404)          another named thing that does not exist (a template, a tool)
+    ├── PermissionDeniedError (403)  not allowed for this key or with this server's configuration
     ├── ModelLoadError (503)         a model file exists but cannot be loaded (corrupt, wrong format)
     ├── CancelledError (499)         generation was cancelled by its caller
     ├── BackendError (502)           a remote backend failed or answered nonsense
@@ -50,6 +52,18 @@ class ModelNotFoundError(GlmkitError):
     status = 404
     code = "model_not_found"
     type = "invalid_request_error"
+
+
+class NotFoundError(GlmkitError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class PermissionDeniedError(GlmkitError):
+    status = 403
+    code = "permission_denied"
+    type = "permission_error"
 
 
 class ModelLoadError(GlmkitError):

@@ -8,7 +8,7 @@ from pathlib import Path
 from fakes import ScriptedEngine
 from glmkit.apps.batch import generate_batch, inputs, read_document, summarize_batch
 from glmkit.apps.generate import Generator
-from glmkit.apps.summarize import Summarizer, extractive
+from glmkit.apps.summarize import extractive
 from glmkit.cli import main
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format

@@ -151,7 +151,9 @@ def test_user_templates_add_and_override_kinds(tmp_path) -> None:  # type: ignor
     g = Generator(model, t).generate("slogan", "节约用水", keywords=["水"], retries=0)
     assert "为节约用水写一句口号。必须包含这些词：水。" in engine.tokenizer.decode_bytes(engine.prompts[0]).decode()
     assert g.ok is False and "水" in g.problems[0]  # the draft lacks the keyword and says so
-    with pytest.raises(InvalidRequestError, match="kind must be one of"):
+    from glmkit.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="kind must be one of"):
         Generator(model, t).generate("sonnet", "春")
 
 

@@ -1,50 +1,14 @@
-"""The safety tests reuse the server tests' ``fake_server`` (the app on a scripted engine) and add a fake
+"""The safety tests use ``fake_server`` and ``browser`` from tests/conftest.py and add a fake
 OpenAI-compatible peer that records what it is sent."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 
-from server.conftest import browser, fake_server  # noqa: F401 - the fixtures, reused
+from openai_peer import Peer
 from servers import serve
-
-
-class Peer:
-    """An OpenAI-compatible chat endpoint that answers ``reply`` and keeps every request body."""
-
-    def __init__(self, reply: str = "好的，已为您记录。") -> None:
-        self.reply = reply
-        self.bodies: list[dict[str, Any]] = []
-        self.app = FastAPI()
-
-        @self.app.get("/v1/models")
-        async def models() -> Any:
-            return {"object": "list", "data": [{"id": "peer", "object": "model"}]}
-
-        @self.app.post("/v1/chat/completions")
-        async def chat(request: Request) -> Any:
-            body = await request.json()
-            self.bodies.append(body)
-
-            async def events() -> AsyncIterator[bytes]:
-                for piece in (self.reply[: len(self.reply) // 2], self.reply[len(self.reply) // 2 :]):
-                    yield f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode()
-                done = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
-                yield f"data: {json.dumps(done)}\n\n".encode()
-                usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
-                yield f"data: {json.dumps(usage)}\n\n".encode()
-                yield b"data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-    def sent_text(self) -> str:
-        return json.dumps(self.bodies, ensure_ascii=False)
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Peer
 from glmkit.runtime.backends.openai import OpenAIChatModel
 from glmkit.server.app import create_app
 from glmkit.server.auth import KeyStore
 from glmkit.settings import Settings
 from kb_fakes import HashEmbedder
+from openai_peer import Peer
 from servers import serve
 
 PII = {

@@ -31,7 +31,11 @@ def test_summarize_json_stream_and_file(fake_server) -> None:  # type: ignore[no
 def test_summarize_bad_input(fake_server) -> None:  # type: ignore[no-untyped-def]
     with fake_server() as (url, engine, _keys):
         r = httpx.post(f"{url}/v1/summarize", json={"text": "  "})
-        assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
+        assert r.status_code == 422 and r.json()["error"]["message"] == (
+            "text: must contain some text (it is empty or only spaces)"
+        )
+        r = httpx.post(f"{url}/v1/summarize", json={"text": "\x00\x01"})
+        assert r.status_code == 400 and "binary" in r.json()["error"]["message"]
         r = httpx.post(f"{url}/v1/summarize", json={"text": "长" * 1_000_001}, timeout=60)
         assert r.status_code == 413 and "extractive" in r.json()["error"]["message"]
         r = httpx.post(f"{url}/v1/summarize", json={"text": "x" * 5_000_000}, timeout=60)
@@ -66,6 +70,6 @@ def test_generate_templates_and_checks(fake_server) -> None:  # type: ignore[no-
         )
         assert r.status_code == 400 and "cannot fit" in r.json()["error"]["message"]
         r = httpx.post(f"{url}/v1/generate", json={"kind": "sonnet", "topic": "春"})
-        assert r.status_code == 400 and "kind must be one of" in r.json()["error"]["message"]
+        assert r.status_code == 404 and "kind must be one of" in r.json()["error"]["message"]
         r = httpx.post(f"{url}/v1/generate", json={"kind": "poem", "topic": "春", "retries": 99})
         assert r.status_code == 422 and r.json()["error"]["param"] == "retries"

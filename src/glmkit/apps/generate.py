@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmkit.errors import InvalidRequestError
+from glmkit.errors import InvalidRequestError, NotFoundError
 from glmkit.runtime.chat import collect
 from glmkit.runtime.protocol import ChatModel
 from glmkit.types import Constraint, Message, SamplingParams
@@ -181,7 +181,7 @@ class Generator:
         seed: int | None = None,
     ) -> Generated:
         if kind not in self.templates:
-            raise InvalidRequestError(
+            raise NotFoundError(
                 f"kind must be one of {', '.join(self.templates)}, not {kind!r}", param="kind"
             )
         template = self.templates[kind]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glmkit.data.mask import Masker
-from glmkit.errors import GlmkitError, InvalidRequestError
+from glmkit.errors import InvalidRequestError
 from glmkit.safety.filter import (
     CATEGORY_LABELS,
     MASK_CHAR,
@@ -43,12 +43,6 @@ DEFAULT_REFUSAL = "抱歉，这个问题我无法回答。"
 
 class ContentBlockedError(InvalidRequestError):
     code = "content_blocked"
-
-
-class PermissionDeniedError(GlmkitError):
-    status = 403
-    code = "permission_denied"
-    type = "permission_error"
 
 
 def label(category: str) -> str:

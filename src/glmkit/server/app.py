@@ -11,7 +11,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from glmkit.safety.audit import AuditLog, AuditMiddleware
 from glmkit.safety.guard import install_log_redaction
 from glmkit.server.auth import KeyStore, RateLimiter
 from glmkit.server.metrics import Metrics
+from glmkit.server.openapi import ERROR_RESPONSES, PATTERN_MEANING, TEXT_RESPONSES
 from glmkit.server.state import AppState, authorize, get_state
 from glmkit.settings import Settings
 
@@ -38,8 +39,30 @@ log = logging.getLogger(__name__)
 CONSOLE = Path(__file__).parent / "console"
 
 
+
+
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the routes matching ``path`` accept (for a 405's Allow header)."""
+    from starlette.routing import Match, Route
+
+    def routes(items: Any) -> Iterator[Any]:
+        for r in items:
+            inner = getattr(r, "original_router", None)  # an included router (FastAPI >= 0.16x)
+            yield from routes(inner.routes) if inner is not None else [r]
+
+    scope = {"type": "http", "path": path, "method": "", "root_path": ""}
+    hits = [
+        r
+        for r in routes(app.routes)
+        if isinstance(r, Route) and r.methods and r.matches(scope)[0] != Match.NONE
+    ]
+    # /v1/kb/ask is a route of its own, not the knowledge base "ask": the most literal templates win
+    fewest = min((r.path.count("{") for r in hits), default=0)
+    return sorted({m for r in hits if r.path.count("{") == fewest for m in r.methods or ()})
 
 
 def is_loopback(host: str) -> bool:
@@ -90,6 +113,7 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
 
     @app.exception_handler(GlmkitError)
@@ -134,6 +158,10 @@ def create_app(
                 status_code=400,
             )
         msg = f"{param or 'body'}: {first.get('msg', 'invalid value')}"
+        if first.get("type") == "string_pattern_mismatch":
+            why = PATTERN_MEANING.get(str((first.get("ctx") or {}).get("pattern", "")))
+            if why:
+                msg = f"{param or 'body'}: {why}"
         if len(errs) > 1:
             msg += f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
         return JSONResponse(error_body(msg, "invalid_request_error", "invalid_value", param), status_code=422)
@@ -144,7 +172,13 @@ def create_app(
         msg = str(e.detail)
         if e.status_code == 404:
             msg = f"no route {request.method} {request.url.path}"
-        return JSONResponse(error_body(msg, "invalid_request_error", code), status_code=e.status_code)
+        headers = dict(e.headers or {})
+        if e.status_code == 405:  # Starlette's names only the first matching route's methods
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
+        return JSONResponse(
+            error_body(msg, "invalid_request_error", code), status_code=e.status_code, headers=headers
+        )
 
     from glmkit.server.routes.kb import router as kb_router
     from glmkit.server.routes.openai import router as openai_router
@@ -177,7 +211,7 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return body
 
-    @app.get("/metrics", dependencies=[])
+    @app.get("/metrics", dependencies=[], responses=TEXT_RESPONSES)
     async def metrics(request: Request) -> Response:
         await authorize(request)
         return Response(get_state(request).metrics.render(), media_type="text/plain; version=0.0.4")

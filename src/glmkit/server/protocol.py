@@ -6,13 +6,45 @@ behaviour. Ranges follow OpenAI's documentation."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _wants_int(tp: Any) -> bool:
+    if tp is int:
+        return True
+    if get_origin(tp) in (Union, list, types.UnionType):
+        return any(_wants_int(a) for a in get_args(tp))
+    return False
+
+
+def _integral(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return [_integral(x) for x in v] if isinstance(v, list) else v
+
+
+class StrictBody(BaseModel):
+    """A request body read as JSON Schema reads it: strict types (``"5"`` is not a number, ``0`` is not
+    ``false``), except that an integral number such as ``5.0`` is an integer; unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, f in cls.model_fields.items():
+                key = f.alias or name
+                if key in data and _wants_int(f.annotation):
+                    data = {**data, key: _integral(data[key])}
+        return data
+
+
+class _Body(StrictBody):
+    pass
 
 
 class FunctionName(_Body):
@@ -48,7 +80,7 @@ class _Sampling(_Body):
     top_k: int | None = Field(None, ge=0)  # llama.cpp / vLLM extension
     repetition_penalty: float | None = Field(None, gt=0, le=2)  # vLLM extension
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(None, ge=0, le=2**53 - 1)  # the largest integer exact in JSON doubles
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)

@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from glmkit.apps.qa import QA
-from glmkit.errors import InvalidRequestError
+from glmkit.errors import PermissionDeniedError
 from glmkit.kb.store import Filters, KBRecord
 from glmkit.safety.guard import release_piece, request_events
+from glmkit.server.openapi import NAME_PATTERN, NON_BLANK, SSE_RESPONSES
+from glmkit.server.protocol import StrictBody
 from glmkit.server.state import authorize, caller, get_state
 from glmkit.server.streaming import deltas_in_thread
 from glmkit.types import CancelToken, SamplingParams, TextDelta
@@ -27,18 +29,18 @@ from glmkit.types import CancelToken, SamplingParams, TextDelta
 router = APIRouter(prefix="/v1/kb", dependencies=[Depends(authorize)], tags=["knowledge base"])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(StrictBody):
+    pass
 
 
 class CreateKB(_Body):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
     description: str = Field("", max_length=2000)
     private: bool = False
 
 
 class SearchBody(_Body):
-    query: str = Field(min_length=1, max_length=4000)
+    query: str = Field(min_length=1, max_length=4000, pattern=NON_BLANK)
     k: int = Field(5, ge=1, le=100)
     mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
     rerank: bool = True
@@ -47,8 +49,8 @@ class SearchBody(_Body):
 
 
 class AskBody(_Body):
-    kb: str | list[str]
-    question: str = Field(min_length=1, max_length=4000)
+    kb: str | Annotated[list[str], Field(min_length=1, max_length=20)]
+    question: str = Field(min_length=1, max_length=4000, pattern=NON_BLANK)
     k: int = Field(4, ge=1, le=20)
     rerank: bool = True
     stream: bool = False
@@ -82,7 +84,7 @@ async def create_kb(body: CreateKB, request: Request) -> Any:
     kbs = get_state(request).kbs
     owner = caller(request) if body.private else None
     if body.private and owner is None:
-        raise InvalidRequestError(
+        raise PermissionDeniedError(
             "private knowledge bases need an API key (this server has none)", param="private"
         )
     return _kb_json(await asyncio.to_thread(kbs.create, body.name, body.description, owner))
@@ -165,7 +167,7 @@ async def search(name: str, body: SearchBody, request: Request) -> Any:
     return {"object": "list", "data": [h.as_dict() for h in hits]}
 
 
-@router.post("/ask", name="ask")
+@router.post("/ask", name="ask", responses=SSE_RESPONSES)
 async def ask(body: AskBody, request: Request) -> Any:
     state = get_state(request)
     names = [body.kb] if isinstance(body.kb, str) else body.kb

@@ -19,6 +19,7 @@ from glmkit.errors import GlmkitError, InvalidRequestError, ModelNotFoundError, 
 from glmkit.runtime.formats.tools import normalize_tools
 from glmkit.runtime.messages import messages_from_dicts
 from glmkit.safety.guard import Guard, release_piece, request_events
+from glmkit.server.openapi import SSE_RESPONSES
 from glmkit.server.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from glmkit.server.state import AppState, authorize, get_state
 from glmkit.server.streaming import deltas_in_thread
@@ -210,7 +211,7 @@ def _sse_error(e: BaseException) -> bytes:
     )
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=SSE_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.chat_model(body.model)
@@ -369,7 +370,7 @@ def _usage(u: UsageDelta) -> dict[str, int]:
     }
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=SSE_RESPONSES)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     state = get_state(request)
     model = state.chat_model(body.model)

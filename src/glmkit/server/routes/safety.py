@@ -12,8 +12,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from glmkit.errors import PermissionDeniedError
 from glmkit.safety.audit import AuditLog, export, parse_time
-from glmkit.safety.guard import PermissionDeniedError
+from glmkit.server.openapi import TIME_PATTERN
 from glmkit.server.state import AppState, authorize, caller, get_state
 
 router = APIRouter(dependencies=[Depends(authorize)], tags=["safety"])
@@ -39,11 +40,21 @@ def _audit(request: Request) -> AuditLog:
     return audit
 
 
-@router.get("/v1/audit")
+AUDIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The events: a JSON list, JSON lines or CSV, by `format`",
+        "content": {"application/json": {}, "application/x-ndjson": {}, "text/csv": {}},
+    }
+}
+
+
+@router.get("/v1/audit", responses=AUDIT_RESPONSES)
 async def audit_events(
     request: Request,
-    since: str | None = Query(None, description="7d, 12h, 30m (ago), an ISO date or time, or Unix seconds"),
-    until: str | None = Query(None),
+    since: str | None = Query(
+        None, description="7d, 12h, 30m (ago), an ISO date or time, or Unix seconds", pattern=TIME_PATTERN
+    ),
+    until: str | None = Query(None, pattern=TIME_PATTERN),
     flagged: bool = Query(False, description="only requests with content-filter events"),
     who: str | None = Query(None, max_length=64),
     route: str | None = Query(None, max_length=200),

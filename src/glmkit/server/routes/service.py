@@ -6,16 +6,17 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from glmkit.safety.guard import request_events
+from glmkit.server.protocol import StrictBody
 from glmkit.server.state import authorize, get_state
 
 router = APIRouter(prefix="/v1/service", dependencies=[Depends(authorize)], tags=["customer service"])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(StrictBody):
+    pass
 
 
 class NewSession(_Body):

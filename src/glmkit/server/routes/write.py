@@ -19,12 +19,14 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from glmkit.apps.generate import Generator, load_templates
 from glmkit.apps.summarize import MAX_LLM_INPUT_CHARS, Summarizer, check_text, extractive
 from glmkit.errors import InvalidRequestError
 from glmkit.safety.guard import release_piece, request_events
+from glmkit.server.openapi import NON_BLANK, SSE_RESPONSES
+from glmkit.server.protocol import StrictBody
 from glmkit.server.state import authorize, get_state
 from glmkit.server.streaming import deltas_in_thread
 from glmkit.types import CancelToken, TextDelta
@@ -32,8 +34,8 @@ from glmkit.types import CancelToken, TextDelta
 router = APIRouter(dependencies=[Depends(authorize)], tags=["summarize and generate"])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(StrictBody):
+    pass
 
 
 class SummarizeOptions(_Body):
@@ -47,12 +49,12 @@ class SummarizeOptions(_Body):
 
 
 class SummarizeBody(SummarizeOptions):
-    text: str = Field(max_length=4_000_000)
+    text: str = Field(min_length=1, max_length=4_000_000, pattern=NON_BLANK)
 
 
 class GenerateBody(_Body):
-    kind: str = Field(min_length=1, max_length=32)
-    topic: str = Field(max_length=2000)
+    kind: str = Field(min_length=1, max_length=32, description="a template name: GET /v1/generate/templates")
+    topic: str = Field(min_length=1, max_length=2000, pattern=NON_BLANK)
     form: str | None = Field(None, max_length=8)
     keywords: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=64)
     style: str | None = Field(None, max_length=200)
@@ -61,7 +63,7 @@ class GenerateBody(_Body):
     max_chars: int | None = Field(None, ge=1, le=20000)
     retries: int = Field(3, ge=0, le=10)
     temperature: float = Field(0.8, ge=0, le=2)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**53 - 1)
 
 
 def _templates(request: Request) -> Any:
@@ -177,12 +179,12 @@ def _sse(body: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/v1/summarize")
+@router.post("/v1/summarize", responses=SSE_RESPONSES)
 async def summarize(body: SummarizeBody, request: Request) -> Any:
     return await _summarize(body.text, body, request)
 
 
-@router.post("/v1/summarize/file")
+@router.post("/v1/summarize/file", responses=SSE_RESPONSES)
 async def summarize_file(
     request: Request,
     file: Annotated[UploadFile, File()],
