@@ -438,18 +438,19 @@ class Bot:
         users = [m["text"] for m in msgs if m["role"] == "user"][-3:]
         summary = self.guard.redact("；".join(u[:60] for u in users))
         reason = self.guard.redact(reason)
-        self.store.q(
-            "INSERT OR REPLACE INTO handoffs (session, bot, reason, summary, grp, status, agent, ts) VALUES (?,?,?,?,?,?,?,?)",
-            (sid, self.config.name, reason, summary, group, "waiting", None, time.time()),
-        )
-        self.store.set(sid, state="waiting", group=group)
         trace = trace | {
             "route": "handoff",
             "handoff": {"reason": reason, "group": group, "summary": summary},
         }
-        mid = self.store.add_message(
-            sid, "assistant", self.config.handoff_text, self.guard.redact_value(trace)
-        )
+        with self.store.transaction():  # the queue entry, the session's state and the message together
+            self.store.q(
+                "INSERT OR REPLACE INTO handoffs (session, bot, reason, summary, grp, status, agent, ts) VALUES (?,?,?,?,?,?,?,?)",
+                (sid, self.config.name, reason, summary, group, "waiting", None, time.time()),
+            )
+            self.store.set(sid, state="waiting", group=group)
+            mid = self.store.add_message(
+                sid, "assistant", self.config.handoff_text, self.guard.redact_value(trace)
+            )
         return Reply(sid, self.config.handoff_text, "waiting", mid, trace)
 
     def queue(self, group: str | None = None, status: str = "waiting") -> list[dict[str, Any]]:
@@ -467,8 +468,9 @@ class Bot:
             raise InvalidRequestError(
                 f"session {sid} is not waiting for a human (state: {s['state']})", param="session"
             )
-        self.store.set(sid, state="human", agent=agent)
-        self.store.q("UPDATE handoffs SET status = 'taken', agent = ? WHERE session = ?", (agent, sid))
+        with self.store.transaction():
+            self.store.set(sid, state="human", agent=agent)
+            self.store.q("UPDATE handoffs SET status = 'taken', agent = ? WHERE session = ?", (agent, sid))
         return self.store.get(self.config.name, sid)
 
     def agent_reply(self, sid: str, agent: str, text: str) -> str:
@@ -487,8 +489,9 @@ class Bot:
         s = self.store.get(self.config.name, sid)
         if s["state"] != "human" or s["agent"] != agent:
             raise InvalidRequestError(f"agent {agent!r} does not hold session {sid}", param="agent")
-        self.store.set(sid, state="bot", agent=None, clarify=0)
-        self.store.q("UPDATE handoffs SET status = 'done' WHERE session = ?", (sid,))
+        with self.store.transaction():
+            self.store.set(sid, state="bot", agent=None, clarify=0)
+            self.store.q("UPDATE handoffs SET status = 'done' WHERE session = ?", (sid,))
         return self.store.get(self.config.name, sid)
 
     # -- feedback and analytics ----------------------------------------------------------------------------

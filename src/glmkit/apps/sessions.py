@@ -8,7 +8,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,6 +50,19 @@ class SessionStore:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes that stand or fall together: a kill midway leaves none of them (WAL rollback).
+        Other threads wait on the lock until the transaction ends; nesting is not supported."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -75,8 +89,9 @@ class SessionStore:
 
     def set(self, sid: str, **fields: Any) -> None:
         cols = {"state": "state", "agent": "agent", "group": "grp", "clarify": "clarify"}
-        for k, v in fields.items():
-            self.q(f"UPDATE sessions SET {cols[k]} = ? WHERE id = ?", (v, sid))
+        if fields:  # one statement: the fields change together
+            assignments = ", ".join(f"{cols[k]} = ?" for k in fields)  # names from the fixed map above
+            self.q(f"UPDATE sessions SET {assignments} WHERE id = ?", (*fields.values(), sid))
 
     def add_message(self, sid: str, role: str, text: str, trace: dict[str, Any] | None = None) -> str:
         mid = secrets.token_hex(8)
