@@ -172,6 +172,9 @@ def create_app(
         msg = str(e.detail)
         if e.status_code == 404:
             msg = f"no route {request.method} {request.url.path}"
+        if e.status_code == 400 and msg == "There was an error parsing the body":  # FastAPI's words
+            msg = "the request body cannot be read: it is not UTF-8 JSON (or not a valid form)"
+            code = "invalid_json"
         headers = dict(e.headers or {})
         if e.status_code == 405:  # Starlette's names only the first matching route's methods
             headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
