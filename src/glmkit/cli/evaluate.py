@@ -53,6 +53,28 @@ def register(sub: Any) -> None:
     _common(p)
     p.set_defaults(func=cmd_retrieval)
 
+    _predict_parser(es)
+
+
+def _predict_parser(es: Any) -> None:
+    from glmkit.cli.runtime import add_model_args
+
+    p = es.add_parser(
+        "predict",
+        help="run a model over a ChatGLM3-format test set, then score it (classify or generation)",
+        description="DATA is JSONL in ChatGLM3's conversation format (glmkit data convert writes it): the "
+        "last assistant turn of each conversation is the reference, the turns before it the prompt. "
+        "Answers are greedy. --out gets {line, prediction, reference} per line.",
+    )
+    p.add_argument("data", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="predictions JSONL to write")
+    p.add_argument("--task", choices=["classify", "generation"], required=True, help="how to score")
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--concurrency", type=int, default=4)
+    add_model_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_predict)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -143,3 +165,29 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
 
     report = evaluate_retrieval(args.run, parse_ks(args.k))
     return _emit(args, report, {"run": str(args.run)})
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from glmkit.cli.progress import bar
+    from glmkit.cli.runtime import settings_from
+    from glmkit.pipeline.evaluate import evaluate_classification, evaluate_generation
+    from glmkit.pipeline.predict import predict, read_test_set, write_predictions
+    from glmkit.runtime.models import load_chat_model
+
+    items = read_test_set(args.data)  # bad data fails before the model loads
+    settings = settings_from(args)  # one decode slot per concurrent answer, so they batch
+    settings = settings.model_copy(update={"n_seq_max": max(1, args.concurrency)})
+    model = load_chat_model(settings=settings)
+    try:
+        preds = predict(model, items, max_tokens=args.max_tokens, concurrency=args.concurrency, progress=bar)
+    finally:
+        model.close()
+    write_predictions(args.out, items, preds)
+    sources = {"data": str(args.data), "predictions": str(args.out), "model": settings.model}
+    if args.task == "classify":
+        report: Any = evaluate_classification(
+            args.out, args.out, pred_field="prediction", gold_field="reference"
+        )
+    else:
+        report = evaluate_generation(args.out, args.out, pred_field="prediction", ref_field="reference")
+    return _emit(args, report, sources)
