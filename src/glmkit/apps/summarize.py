@@ -171,6 +171,9 @@ class Summarizer:
             raise InvalidRequestError("concurrency must be within [1, 32]", param="concurrency")
         self.concurrency = concurrency
         self._lock = threading.Lock()
+        # a partial summary: a quarter of its piece; its token budget holds that many characters and a
+        # little more (a Chinese character is at most one token here), so a rambling model is cut off
+        self.partial_chars = max(80, min(400, self.piece_chars // 4))
         self._cancel: CancelToken | None = None
 
     def stream(
@@ -210,7 +213,7 @@ class Summarizer:
         summary = Summary(mode=mode, input_chars=len(text), strategy=strategy)
         parts = pieces(text, self.piece_chars)
         summary.pieces = len(parts)
-        partial_len = f"不超过{max(80, min(400, self.piece_chars // 4))}个字"
+        partial_len = f"不超过{self.partial_chars}个字"
         if strategy == "refine":
             return summary, self._refine(parts, mode, length, budget, language, summary, progress)
         while len(parts) > 1 or len(parts[0]) > self.piece_chars:
@@ -269,7 +272,7 @@ class Summarizer:
     def _once(self, text: str, length: str, language: str | None, s: Summary) -> str:
         """One map call; a piece whose tokens overflow the context (dense symbols, rare characters) is
         halved and both halves summarised."""
-        params = SamplingParams(temperature=0, max_tokens=600)
+        params = SamplingParams(temperature=0, max_tokens=self.partial_chars + 32)
         self._check_cancel()
         try:
             r = collect(
