@@ -15,7 +15,6 @@ Length: ``max_chars`` or ``sentences``. The final pass streams."""
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,40 +87,56 @@ def check_text(text: str, limit: int = MAX_INPUT_CHARS) -> str:
     return text
 
 
-def _textrank(sents: Sequence[str], n: int) -> list[int]:
-    """Indices of the ``n`` most central sentences (TextRank, shared-word similarity), in order."""
-    toks = [set(tokens(s)) for s in sents]
-    size = len(sents)
-    w = [[0.0] * size for _ in range(size)]
-    for i in range(size):
-        for j in range(i + 1, size):
-            common = len(toks[i] & toks[j])
-            if common and len(toks[i]) > 1 and len(toks[j]) > 1:
-                w[i][j] = w[j][i] = common / (math.log(len(toks[i])) + math.log(len(toks[j])))
-    out_sum = [sum(row) or 1.0 for row in w]
-    score = [1.0] * size
+def _textrank(token_sets: Sequence[set[str]], n: int) -> list[int]:
+    """Indices of the ``n`` most central sentences (TextRank: shared words over the log lengths as edge
+    weights, PageRank with damping 0.85), in document order. Numpy: a window of 200 sentences is a few
+    milliseconds."""
+    import numpy as np
+
+    size = len(token_sets)
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for i, toks in enumerate(token_sets):
+        for t in toks:
+            rows.append(i)
+            cols.append(vocab.setdefault(t, len(vocab)))
+    m = np.zeros((size, max(1, len(vocab))), dtype=np.float32)
+    m[rows, cols] = 1.0
+    common = m @ m.T
+    lengths = np.array([len(t) for t in token_sets], dtype=np.float64)
+    logs = np.log(np.maximum(lengths, 1.0))
+    denom = logs[:, None] + logs[None, :]
+    usable = lengths > 1
+    w = np.where(usable[:, None] & usable[None, :] & (denom > 0), common / np.where(denom > 0, denom, 1), 0.0)
+    np.fill_diagonal(w, 0.0)
+    out_sum = w.sum(axis=1)
+    out_sum[out_sum == 0] = 1.0
+    transition = w / out_sum[:, None]
+    score = np.ones(size)
     for _ in range(30):
-        score = [0.15 + 0.85 * sum(w[j][i] / out_sum[j] * score[j] for j in range(size)) for i in range(size)]
-    return sorted(sorted(range(size), key=lambda i: (-score[i], i))[:n])
+        score = 0.15 + 0.85 * (transition.T @ score)
+    order = sorted(range(size), key=lambda i: (-score[i], i))
+    return sorted(order[:n])
 
 
 def extractive(text: str, n: int = 3) -> str:
     """TextRank: the top ``n`` sentences in document order. Long documents: the best few of each
-    window of sentences go on to a final round, so 10 MB of text takes seconds, not hours."""
+    window of sentences go on to a final round, so 10 MB of text takes ~20 s (mostly jieba), not hours."""
     if not 1 <= n <= 100:
         raise InvalidRequestError(f"sentences must be within [1, 100], got {n}", param="sentences")
     sents = sentences(check_text(text))
     if len(sents) <= n:
         return "".join(sents)
+    toks = [set(tokens(s)) for s in sents]
     idx = list(range(len(sents)))
     while len(idx) > TEXTRANK_WINDOW:
         keep = max(n, 3)
         nxt: list[int] = []
         for start in range(0, len(idx), TEXTRANK_WINDOW):
             window = idx[start : start + TEXTRANK_WINDOW]
-            nxt.extend(window[i] for i in _textrank([sents[j] for j in window], keep))
+            nxt.extend(window[i] for i in _textrank([toks[j] for j in window], keep))
         idx = nxt
-    return "".join(sents[idx[i]] for i in _textrank([sents[j] for j in idx], n))
+    return "".join(sents[idx[i]] for i in _textrank([toks[j] for j in idx], n))
 
 
 def lead(text: str, n: int = 1) -> str:
