@@ -523,7 +523,10 @@ class LlamaEngine:
         batch.n_tokens = n
         rc = lc.llama_decode(self._ctx, batch)
         if rc != 0:
-            raise BackendError(f"llama_decode returned {rc} (no room in the KV cache or a bad batch)")
+            said = " | ".join(QuietLog.recent) or "nothing logged"
+            raise BackendError(
+                f"llama_decode returned {rc} (no room in the KV cache or a bad batch); llama.cpp: {said}"
+            )
         for s, i in rows:
             req = s.req
             assert req is not None

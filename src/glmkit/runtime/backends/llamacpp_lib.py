@@ -3,13 +3,14 @@ multi-token batches, GGUF checks, and the tokenizer over a llama vocabulary."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from glmkit.errors import ModelLoadError, ModelNotFoundError
 
@@ -27,6 +28,8 @@ class QuietLog:
 
     callback: Any = None
     lock = threading.Lock()
+    # llama.cpp's last warnings and errors, to explain a failed call
+    recent: ClassVar[collections.deque[str]] = collections.deque(maxlen=6)
 
     @classmethod
     def install(cls) -> None:
@@ -36,6 +39,8 @@ class QuietLog:
             lc = load_lib()
 
             def _cb(level: int, text: bytes, _user: Any) -> None:
+                if level in (3, 4):  # GGML_LOG_LEVEL_WARN, _ERROR: kept to explain a failed call
+                    cls.recent.append(text.decode("utf-8", "replace").strip())
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
 
