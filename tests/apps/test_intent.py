@@ -1,16 +1,30 @@
-"""The intent classifier: training, saving, loading, confidence, the CLI, bad input."""
+"""The intent classifier: the kernel part (the default), the lexical and linear parts and their weights,
+training, saving, loading (old folders too), calibrated confidence, the CLI, bad input."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from glmkit.apps.intent import IntentClassifier, macro_f1, read_examples, train_softmax
+from glmkit.apps import intent
+from glmkit.apps.intent import (
+    IntentClassifier,
+    analyze,
+    build_vocab,
+    featurize,
+    fit_weights,
+    macro_f1,
+    read_examples,
+    softmax,
+    train_softmax,
+)
 from glmkit.errors import InvalidRequestError
 from kb_fakes import HashEmbedder
 
@@ -63,6 +77,11 @@ def test_train_save_load_classify(tmp_path: Path) -> None:
 def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="two different labels"):
         IntentClassifier.train(HashEmbedder(), ["a", "b"], ["x", "x"])
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(InvalidRequestError, match="unknown intent model parts"):
+        IntentClassifier.fit(VecEmbedder(), x, ["a", "b", "a", "b"], parts=["kernel", "bogus"])
+    with pytest.raises(InvalidRequestError, match="needs the texts"):
+        IntentClassifier.fit(VecEmbedder(), x, ["a", "b", "a", "b"], parts=["lexical"])
     (tmp_path / "bad.csv").write_text("foo,bar\n1,2\n", "utf-8")
     with pytest.raises(InvalidRequestError, match="text column"):
         read_examples(tmp_path / "bad.csv")
@@ -99,3 +118,188 @@ def test_cli_train_and_classify_with_the_real_embedder(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = [json.loads(line) for line in r.stdout.splitlines()]
     assert [o["label"] for o in out] == ["shipping", "refund"] and all(o["confidence"] > 0.4 for o in out)
+
+
+class VecEmbedder:
+    """For models fitted on given vectors: only the name and dimension are read."""
+
+    name = "given-vectors"
+    dim = 8
+
+    def embed(self, texts: Sequence[str], input_type: str = "passage") -> np.ndarray:
+        raise AssertionError("these tests pass vectors")
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+
+def rings(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Two concentric rings (plus noise dimensions): the label is the radius, no line separates them."""
+    rng = np.random.default_rng(seed)
+    inner = np.arange(n) % 2 == 0
+    r = np.where(inner, 1.0, 2.0)
+    a = rng.uniform(0, 2 * np.pi, n)
+    x = np.stack([r * np.cos(a), r * np.sin(a)], 1) + rng.normal(0, 0.1, (n, 2))
+    x = np.concatenate([x, rng.normal(0, 0.1, (n, 6))], 1).astype(np.float32)
+    return x, ["inner" if i else "outer" for i in inner]
+
+
+def accuracy(clf: IntentClassifier, x: np.ndarray, gold: list[str], texts: list[str] | None = None) -> float:
+    return float(
+        np.mean([p.label == g for p, g in zip(clf.predict_vectors(x, texts=texts), gold, strict=True)])
+    )
+
+
+def test_the_kernel_default_learns_what_a_linear_model_cannot() -> None:
+    x, y = rings(400, 0)
+    xt, yt = rings(400, 1)
+    kernel = IntentClassifier.fit(VecEmbedder(), x, y)
+    linear = IntentClassifier.fit(VecEmbedder(), x, y, parts=["linear"])
+    assert list(kernel.parts) == ["kernel"] and list(linear.parts) == ["linear"]
+    assert accuracy(kernel, xt, yt) > 0.97
+    assert accuracy(linear, xt, yt) < 0.7
+
+
+def keyword_set(n: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """Vectors that carry no information about the intent; texts that name it with one keyword."""
+    rng = np.random.default_rng(seed)
+    keyword = {"refund": "refund", "card": "card", "transfer": "transfer"}
+    filler = ["please", "help", "me", "with", "my", "the", "now", "today", "again", "why", "is", "it"]
+    labels = [list(keyword)[i % 3] for i in range(n)]
+    texts = [
+        " ".join([*rng.choice(filler, 4).tolist(), keyword[lbl], *rng.choice(filler, 2).tolist()])
+        for lbl in labels
+    ]
+    return rng.normal(size=(n, 8)).astype(np.float32), texts, labels
+
+
+def test_the_lexical_part_fixes_what_the_embedding_gets_wrong() -> None:
+    x, texts, labels = keyword_set(150, 0)
+    xq, tq, lq = keyword_set(90, 1)
+    vec = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts)
+    both = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["kernel", "lexical"])
+    assert accuracy(vec, xq, lq, tq) < 0.6  # the vectors alone are noise
+    assert accuracy(both, xq, lq, tq) > 0.95
+    assert both.weights["lexical"] > 0 and both.vector_weights["lexical"] == 0.0
+    # with vectors only (as the bot calls it) the ensemble is its kernel part with that part's own weight
+    np.testing.assert_allclose(both.proba(xq), vec.proba(xq), rtol=1e-5, atol=1e-6)
+    # the held-out fit gives a useless vector part next to no weight: confident where the words are clear
+    assert np.mean([p.confidence for p in both.predict_vectors(xq, texts=tq)]) > 0.8
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+    texts, labels = read_examples(write_csv(tmp_path / "i.csv"))
+    texts += ["refund my money please", "where is my parcel", "I need an invoice"]
+    labels += ["refund", "shipping", "invoice"]
+    emb = HashEmbedder()
+    clf = IntentClassifier.train(emb, texts, labels, parts=["kernel", "lexical", "linear"])
+    clf.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text("utf-8"))
+    assert meta["kind"] == "intent-ensemble" and meta["parts"] == ["linear", "kernel", "lexical"]
+    loaded = IntentClassifier.load(tmp_path / "m", emb)
+    queries = ["退款申请要多久", "快递什么时候发货", "invoice title wrong", "嗯"]
+    xq = emb.embed(queries, "query")
+    assert np.array_equal(loaded.proba(xq, queries), clf.proba(xq, queries))
+    assert np.array_equal(loaded.proba(xq), clf.proba(xq))
+    assert [p.as_dict() for p in loaded.classify(queries)] == [p.as_dict() for p in clf.classify(queries)]
+    default = IntentClassifier.train(emb, texts, labels)
+    default.save(tmp_path / "d")
+    assert json.loads((tmp_path / "d" / "vocab.json").read_text("utf-8")) == []
+    again = IntentClassifier.load(tmp_path / "d", emb)
+    assert np.array_equal(again.proba(xq, queries), default.proba(xq, queries))
+
+
+def test_models_saved_before_the_ensemble_still_load(tmp_path: Path) -> None:
+    """The folder layout earlier versions wrote: logistic regression on the standardised vector."""
+    texts, labels = read_examples(write_csv(tmp_path / "i.csv"))
+    emb = HashEmbedder()
+    x = emb.embed(texts, "query")
+    names = sorted(set(labels))
+    y = np.array([names.index(lbl) for lbl in labels])
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    w, b = train_softmax((x - mean) / scale, y, len(names))
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / "weights.npz", w=w, b=b, mean=mean, scale=scale)
+    (old / "labels.json").write_text(json.dumps(names), "utf-8")
+    meta = {"kind": "embedding-softmax", "embedder": emb.name, "dim": emb.dim, "created": 0}
+    (old / "meta.json").write_text(json.dumps(meta), "utf-8")
+    clf = IntentClassifier.load(old, emb)
+    xq = emb.embed(["退款申请要多久", "快递什么时候发货"], "query")
+    np.testing.assert_allclose(clf.proba(xq), softmax(((xq - mean) / scale) @ w + b), rtol=1e-5)
+    assert [p.label for p in clf.predict_vectors(xq)] == ["refund", "shipping"]
+    meta |= {"kind": "intent-ensemble", "format": 99}
+    (old / "meta.json").write_text(json.dumps(meta), "utf-8")
+    with pytest.raises(InvalidRequestError, match="glmkit service train"):
+        IntentClassifier.load(old, emb)
+
+
+def blobs(n: int, seed: int, classes: int = 4, spread: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(0, 1.2, (classes, 8))
+    y = np.arange(n) % classes
+    x = (centres[y] + rng.normal(0, spread, (n, 8))).astype(np.float32)
+    return x, [f"c{v}" for v in y]
+
+
+def test_confidence_is_calibrated_on_held_out_data() -> None:
+    x, y = blobs(800, 0)
+    xt, yt = blobs(3000, 1)
+    clf = IntentClassifier.fit(VecEmbedder(), x, y)
+    preds = clf.predict_vectors(xt)
+    acc = np.mean([p.label == g for p, g in zip(preds, yt, strict=True)])
+    conf = np.mean([p.confidence for p in preds])
+    assert 0.6 < acc < 0.97  # overlapping classes: confidence has to mean something
+    assert abs(conf - acc) < 0.05
+    assert all(0.0 <= p.confidence <= 1.0 for p in preds)
+
+
+def test_fit_weights_recovers_a_temperature_and_ignores_noise() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(5000, 5)).astype(np.float32)
+    p = softmax(3.0 * s)
+    y = np.array([rng.choice(5, p=row / row.sum()) for row in p.astype(np.float64)])
+    w = fit_weights([s], y, [1.0])
+    assert w[0] == pytest.approx(3.0, rel=0.08)
+    w2 = fit_weights([s, rng.normal(size=s.shape).astype(np.float32)], y, [1.0, 1.0])
+    assert w2[0] == pytest.approx(3.0, rel=0.08) and w2[1] < 0.1
+
+
+def test_lexical_features_and_sparse_algebra() -> None:
+    f = analyze("Card arrived?")
+    assert {"w:card", "w:arrived", "w:?", "b:card arrived", "c: ca", "c:card ", "c:rived"} <= set(f)
+    g = analyze("我的快递怎么还没到")
+    assert {"w:快递", "c:快", "c:快递", "c:快递怎"} <= set(g)
+    docs = [analyze(t) for t in ["card arrived", "card lost", "快递没到", "lost card again", "zzz"]]
+    vocab, idf = build_vocab(docs[:4], min_df=1)
+    x = featurize(docs, vocab, idf)  # the last text has no known feature: an empty row
+    dense = np.zeros((x.n_rows, x.n_cols), np.float32)
+    for i in range(x.n_rows):
+        dense[i, x.indices[x.indptr[i] : x.indptr[i + 1]]] = x.data[x.indptr[i] : x.indptr[i + 1]]
+    np.testing.assert_allclose(np.linalg.norm(dense[:4], axis=1), 1.0, rtol=1e-5)
+    assert not dense[4].any()
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(x.n_cols, 3)).astype(np.float32)
+    g3 = rng.normal(size=(x.n_rows, 3)).astype(np.float32)
+    np.testing.assert_allclose(x.dot(w), dense @ w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x.tdot(g3), dense.T @ g3, rtol=1e-5, atol=1e-6)
+    rows = np.array([3, 0, 4])
+    np.testing.assert_allclose(x.rows(rows).dot(w), dense[rows] @ w, rtol=1e-5, atol=1e-6)
+
+
+def test_training_on_a_small_set_is_fast() -> None:
+    x, texts, labels = keyword_set(300, 2)
+    t0 = time.perf_counter()
+    clf = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["kernel", "lexical", "linear"])
+    assert time.perf_counter() - t0 < 20
+    assert clf.info["examples"] == 300 and clf.info["heldout"] == 300  # 5-fold below 2,000 examples
+
+
+def test_the_kernel_basis_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(intent, "MAX_KERNEL_EXAMPLES", 60)
+    x, y = blobs(300, 0, spread=0.3)
+    xt, yt = blobs(300, 1, spread=0.3)
+    clf = IntentClassifier.fit(VecEmbedder(), x, y)
+    kernel = clf.parts["kernel"]
+    assert isinstance(kernel, intent.KernelPart) and kernel.basis.shape[0] == 60
+    assert accuracy(clf, xt, yt) > 0.9
