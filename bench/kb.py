@@ -112,7 +112,11 @@ def main() -> None:
     ap.add_argument("--stores", default="sqlite,pgvector")
     ap.add_argument("--filler", type=int, default=100_000, help="chunks for the scale run (0: skip)")
     ap.add_argument("--chunk-size", type=int, default=400)
-    ap.add_argument("--reranker", default="none", help="adds a hybrid+rerank row when one is configured")
+    ap.add_argument(
+        "--reranker",
+        default="none",
+        help="none, or rerank:URL#model (a vLLM/llama.cpp/TEI rerank endpoint): adds a hybrid+rerank row",
+    )
     args = ap.parse_args()
 
     records = extract(faq_dir())

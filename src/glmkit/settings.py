@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     kb_chunk_size: int = Field(400, ge=50, le=8000, description="Chunk size in characters.")
     kb_chunk_overlap: int = Field(60, ge=0, le=2000, description="Characters repeated between chunks.")
     kb_max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file ingested.")
-    kb_reranker: str = Field("none", description="Reranker for retrieval (none ships yet: see docs/kb.md).")
+    kb_reranker: str = Field(
+        "none",
+        description="Reranker for retrieval: none, or rerank:URL#model (vLLM/llama.cpp/TEI rerank endpoint).",
+    )
     code_interpreter: bool = Field(
         False,
         description="Offer the sandboxed Python interpreter as the tool 'code_interpreter' (docs/safety.md).",
