@@ -41,6 +41,29 @@ $g train export "$out/run" --gguf "$out/tnews.gguf" --dtype q8_0 --json
 $g eval predict "$out/test.jsonl" --out "$out/after.jsonl" --task classify --max-tokens 8 \
   -m "$out/tnews.gguf" --report "$out/report-after" --json > "$out/after.json"
 
+# Serve the tuned model and ask it one held-out title over the OpenAI-compatible API.
+port=${GLMKIT_DEMO_PORT:-8765}
+$g serve -m "$out/tnews.gguf" --port "$port" > "$out/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done
+python3 - "$out" "$port" <<'PY'
+import json, sys, urllib.request
+out, port = sys.argv[1], sys.argv[2]
+first = json.loads(open(f"{out}/test.jsonl", encoding="utf-8").readline())
+msgs = [{"role": m["role"], "content": m["content"]} for m in first["conversations"] if m["role"] != "assistant"]
+req = urllib.request.Request(
+    f"http://127.0.0.1:{port}/v1/chat/completions",
+    data=json.dumps({"messages": msgs, "max_tokens": 8, "temperature": 0}).encode(),
+    headers={"Content-Type": "application/json"},
+)
+reply = json.load(urllib.request.urlopen(req, timeout=300))["choices"][0]["message"]["content"]
+gold = [m for m in first["conversations"] if m["role"] == "assistant"][0]["content"]
+print(f"served {out}/tnews.gguf: {msgs[-1]['content'][-40:]!r} -> {reply!r} (gold {gold!r})")
+json.dump({"reply": reply, "gold": gold}, open(f"{out}/served.json", "w"), ensure_ascii=False)
+PY
+kill $server; wait $server 2>/dev/null || true
+
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -50,5 +73,5 @@ print(f"loss {t.get('first_loss'):.3f} -> {t.get('last_loss'):.3f} over {t.get('
 for k in ("accuracy",):
     print(f"held-out {k}: {b[k]:.3f} -> {a[k]:.3f}")
 print(f"held-out macro-F1: {b['macro']['f1']:.3f} -> {a['macro']['f1']:.3f}")
-print(f"serve it: .venv/bin/glmkit serve -m {out}/tnews.gguf")
+print(f"serve it again: .venv/bin/glmkit serve -m {out}/tnews.gguf")
 PY

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         description="Decode threads (with 2 cores and other load, 1 thread holds up best).",
     )
     n_seq_max: int = Field(1, ge=1, le=256, description="Sequences decoded together (server concurrency).")
+    lora: Path | None = Field(
+        None,
+        description="A GGUF LoRA adapter (glmkit train export --gguf-lora) applied to a llama.cpp model.",
+    )
     api_key: str | None = Field(None, description="Bearer key for the openai backend (or OPENAI_API_KEY).")
     request_timeout: float = Field(
         600.0, gt=0, description="Seconds before a request (remote backend or server route) gives up."

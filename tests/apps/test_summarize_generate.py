@@ -10,6 +10,7 @@ from glmkit.apps.summarize import Summarizer, extractive, lead
 from glmkit.errors import InvalidRequestError
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
+from glmkit.types import TextDelta
 
 ARTICLE = (
     "长城是中国古代的军事防御工程。它东起山海关，西至嘉峪关。长城修建的历史可以追溯到春秋战国时期。"
@@ -184,3 +185,33 @@ def test_forty_keywords_in_a_quatrain_is_refused() -> None:
     with pytest.raises(InvalidRequestError, match="form applies to poems only"):
         Generator(model).generate("ad", "奶茶", form="五言绝句")
     assert engine.prompts == []
+
+
+def test_the_final_summary_keeps_to_the_length_asked_for() -> None:
+    rambling = "\n" + "长城是古代的军事防御工程，" * 3 + "东起山海关。" + "它也是世界文化遗产，每年有很多游客。" * 20
+    model, _ = scripted(rambling)
+    s = Summarizer(model).summarize(ARTICLE, max_chars=50)
+    # 45 characters end a sentence; the next sentence would end past 50 + 20%: it is dropped whole
+    assert s.trimmed and s.text == "长城是古代的军事防御工程，" * 3 + "东起山海关。"
+    deltas: list[str] = []
+    summary, stream = Summarizer(model).stream(ARTICLE, max_chars=50)
+    for d in stream:
+        if isinstance(d, TextDelta):
+            deltas.append(d.text)
+    assert "".join(deltas).strip() == summary.text == s.text  # what streamed is what was kept
+    assert summary.completion_tokens > len(s.text) // 2  # the whole call is still counted
+
+    two = Summarizer(model).summarize(ARTICLE, sentences=2)
+    assert two.text.count("。") == 2 and two.text.endswith("。") and two.trimmed
+
+    english, _ = scripted("\nThe wall was built in 200 BC. It is long. Many visit it. Tourists love it.")
+    en = Summarizer(english).summarize(ARTICLE, sentences=2, language="English")
+    assert en.text == "The wall was built in 200 BC. It is long." and en.trimmed
+
+    short, _ = scripted("\n长城是防御工程。它很长")  # an unterminated last sentence is kept
+    kept = Summarizer(short).summarize(ARTICLE, max_chars=50)
+    assert kept.text == "长城是防御工程。它很长" and not kept.trimmed
+
+    one_long, _ = scripted("\n" + "长" * 200)  # no sentence end at all: cut at the hard limit
+    cut = Summarizer(one_long).summarize(ARTICLE, max_chars=50)
+    assert cut.text == "长" * 60 and cut.trimmed

@@ -124,6 +124,39 @@ def test_qwen2_gguf_lora_moves_llamacpp_logits_as_trained(
     assert (_llama_logits(qwen2_gguf, ids, lora=tmp_path / "zero.gguf") - llama_base).abs().max() == 0.0
 
 
+def test_serving_settings_apply_the_gguf_lora(
+    qwen2_lora_run: Path, qwen2_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glmkit serve -m BASE.gguf --lora ADAPTER.gguf`: the loader applies the adapter the trainer exported."""
+    from glmkit.runtime.models import load_chat_model
+    from glmkit.settings import Settings
+
+    export_lora(qwen2_lora_run, tmp_path / "lora.gguf")
+    ids = _prompt(trained_model(qwen2_lora_run))
+    settings = Settings(home=tmp_path, n_threads=1, n_ctx=128, lora=tmp_path / "lora.gguf")
+    chat = load_chat_model(str(qwen2_gguf), settings)
+    try:
+        served = torch_tensor(chat.engine.logits(ids))  # type: ignore[attr-defined]
+    finally:
+        chat.close()
+    assert (served - _llama_logits(qwen2_gguf, ids, lora=tmp_path / "lora.gguf")).abs().max() < 1e-4
+    assert (served - _llama_logits(qwen2_gguf, ids)).abs().max() > 0.5
+
+    missing = tmp_path / "nope.gguf"
+    code = main(["serve", "-m", str(qwen2_gguf), "--lora", str(missing), "--port", "0"])
+    out = capsys.readouterr()
+    assert code != 0 and f"LoRA adapter not found: {missing}" in out.out + out.err
+    (tmp_path / "text.gguf").write_text("not a model")
+    assert main(["serve", "-m", str(qwen2_gguf), "--lora", str(tmp_path / "text.gguf"), "--port", "0"]) != 0
+    assert "is not a GGUF file" in capsys.readouterr().err
+
+
+def torch_tensor(x: Any) -> Any:
+    import torch
+
+    return torch.tensor(x)
+
+
 def test_qwen2_merge_and_whole_gguf(qwen2_lora_run: Path, tmp_path: Path) -> None:
     from glmkit.runtime.backends.transformers import TransformersEngine
 

@@ -85,6 +85,20 @@ def test_jinja_falls_back_safely_when_template_transforms_content() -> None:
     assert bytes(tok.decode_bytes(ids)).decode().count("hi") == 1
 
 
+def test_jinja_ids_match_text_when_a_turn_is_empty() -> None:
+    """Templates branch on empty content (Qwen's tool-call-only assistant turns): ids follow the text."""
+    tok = CharTokenizer()
+    tmpl = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content %}{{ m.content }}\n{% endif %}"
+        "<|im_end|>\n{% endfor %}"
+    )
+    fmt = JinjaFormat(tmpl)
+    msgs = [Message("user", "hi"), Message("assistant", ""), Message("user", "again")]
+    text = fmt.render_text(msgs, [])
+    assert "assistant\n<|im_end|>" in text
+    assert fmt.render_ids(msgs, [], tok) == tok.encode_with_specials(text)
+
+
 def test_chatglm3_parser_streams_plain_text_and_strips() -> None:
     p = ChatGLM3Format().parser([], CharTokenizer())
     out = feed_text(p, [" \n", "你好，", "世界。", "\n\n"])

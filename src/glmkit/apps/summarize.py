@@ -50,6 +50,69 @@ DEFAULT_CHARS = {"news": 40, "doc": 300, "paper": 400}
 SYSTEM = "你是一个准确、简洁的摘要助手，只根据给出的内容写摘要，不编造原文没有的信息。"
 
 
+class LengthGuard:
+    """Holds the streamed final summary to the length asked for. Text is released a sentence (or clause
+    ending in ；/newline) at a time; once ``max_chars`` is reached at such a boundary, or the next one would
+    pass ``max_chars`` + 20%, or the ``sentences``-th sentence has ended, the rest is dropped. So a summary
+    ends at a sentence end, not mid-sentence (unless its first sentence alone is too long). A small model told
+    "不超过300个字" writes 600 if its token budget allows."""
+
+    def __init__(self, max_chars: int, sentences: int | None) -> None:
+        self.soft = max_chars if sentences is None else 10**9
+        self.hard = max_chars + max(10, max_chars // 5) if sentences is None else sentences * 150
+        self.sentences = sentences
+        self.ends = 0
+        self.emitted = ""
+        self.pending = ""
+        self.done = False
+        self.dropped = False
+
+    def feed(self, piece: str) -> str:
+        """The text to emit now (possibly empty)."""
+        out = ""
+        for ch in piece:
+            if self.done:
+                self.dropped = self.dropped or not ch.isspace()
+                continue
+            if not (self.emitted + self.pending).strip() and ch.isspace():
+                continue  # leading newlines are not part of the length
+            prev = (self.emitted + self.pending)[-1:]
+            self.pending += ch
+            sentence_end = ch in "。！？" or (ch.isspace() and prev in ".!?")
+            boundary = sentence_end or ch in "；;\n"
+            too_long = len((self.emitted + self.pending).rstrip()) > self.hard
+            if too_long:
+                out += self._stop()
+            elif boundary:
+                self.ends += sentence_end
+                out += self.pending
+                self.emitted += self.pending
+                self.pending = ""
+                if len(self.emitted.rstrip()) >= self.soft or (
+                    self.sentences is not None and self.ends >= self.sentences
+                ):
+                    self.done = True
+        return out
+
+    def _stop(self) -> str:
+        """Past the hard limit: drop the unfinished sentence (or, with nothing emitted yet, cut it)."""
+        self.done = self.dropped = True
+        if self.emitted.strip():
+            self.pending = ""
+            return ""
+        cut = self.pending[: self.hard]
+        self.emitted, self.pending = cut, ""
+        return cut
+
+    def flush(self) -> str:
+        """At the end of the reply: the last, unterminated sentence, if it is still wanted."""
+        if self.done or not self.pending:
+            return ""
+        tail, self.pending = self.pending, ""
+        self.emitted += tail
+        return tail
+
+
 @dataclass
 class Summary:
     text: str = ""
@@ -62,6 +125,7 @@ class Summary:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    trimmed: bool = False  # the model wrote past the length asked for; the excess was not kept
     partials: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -226,11 +290,12 @@ class Summarizer:
         length = f"用{sentences}句话" if sentences else f"不超过{n}个字"
         budget = max(64, (sentences or 0) * 80, n * 2)
         summary = Summary(mode=mode, input_chars=len(text), strategy=strategy)
+        guard = LengthGuard(n, sentences)
         parts = pieces(text, self.piece_chars)
         summary.pieces = len(parts)
         partial_len = f"不超过{self.partial_chars}个字"
         if strategy == "refine":
-            return summary, self._refine(parts, mode, length, budget, language, summary, progress)
+            return summary, self._refine(parts, mode, length, budget, language, summary, progress, guard)
         while len(parts) > 1 or len(parts[0]) > self.piece_chars:
             summary.levels += 1
             done = self._map(parts, partial_len, language, summary, progress)
@@ -248,6 +313,7 @@ class Summarizer:
             summary,
             partial_len,
             language,
+            guard,
         )
 
     def summarize(self, text: str, **kw: object) -> Summary:
@@ -319,6 +385,7 @@ class Summarizer:
         language: str | None,
         s: Summary,
         progress: Progress | None,
+        guard: LengthGuard,
     ) -> Iterator[Delta]:
         running = ""
         lang = f"请用{language}写摘要。" if language else ""
@@ -343,7 +410,7 @@ class Summarizer:
                 running = r.text.strip()[: self.piece_chars // 2]
                 s.partials = [running]
             else:
-                yield from self._final(make, p, budget, s, length, language)
+                yield from self._final(make, p, budget, s, length, language, guard)
 
     def _final(
         self,
@@ -353,9 +420,11 @@ class Summarizer:
         s: Summary,
         length: str,
         language: str | None,
+        guard: LengthGuard,
     ) -> Iterator[Delta]:
         """The streamed last call. Should its prompt not fit the context after all (token-dense text), its
-        input is summarised in two halves first and the call made again."""
+        input is summarised in two halves first and the call made again. Text past the requested length
+        is dropped (``guard``); the call still runs to its end so its token counts are reported."""
         params = SamplingParams(temperature=0, max_tokens=budget)
         while True:
             self._check_cancel()
@@ -376,15 +445,28 @@ class Summarizer:
                 return
             break
         s.calls += 1
+        finished = False
         for d in itertools.chain([first], deltas):
             if isinstance(d, TextDelta):
-                s.text += d.text
+                keep = guard.feed(d.text)
+                s.trimmed = guard.dropped
+                if not keep:
+                    continue
+                s.text += keep
+                d = TextDelta(keep)
             elif isinstance(d, UsageDelta):
                 s.prompt_tokens += d.prompt_tokens
                 s.completion_tokens += d.completion_tokens
             elif isinstance(d, FinishDelta):
+                if tail := guard.flush():
+                    s.text += tail
+                    yield TextDelta(tail)
                 s.text = s.text.strip()
+                finished = True
             yield d
+        if not finished and (tail := guard.flush()):
+            s.text = (s.text + tail).strip()
+            yield TextDelta(tail)
 
     def _check_cancel(self) -> None:
         if self._cancel is not None and self._cancel.cancelled:

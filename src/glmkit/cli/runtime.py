@@ -76,7 +76,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     from glmkit.settings import Settings
 
     keys = ["model", "chat_format", "n_threads", "n_ctx", "host", "port", "parallel", "cors_origins"]
-    keys += ["max_body_bytes", "rate_limit_rpm", "request_timeout", "bots"]
+    keys += ["max_body_bytes", "rate_limit_rpm", "request_timeout", "bots", "lora"]
     given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     try:
         return Settings(**given)

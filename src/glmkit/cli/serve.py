@@ -6,6 +6,7 @@ import argparse
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from glmkit.cli.runtime import add_model_args, settings_from
@@ -18,6 +19,7 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs API keys)")
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--parallel", type=int, help="sequences decoded together (default 8)")
+    serve.add_argument("--lora", type=Path, help="GGUF LoRA adapter to apply (glmkit train export --gguf-lora)")
     serve.add_argument(
         "--cors-origin", action="append", dest="cors_origins", help="allow this browser origin (repeatable)"
     )
@@ -81,6 +83,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from glmkit.server.auth import KeyStore
 
     settings = settings_from(args)
+    if settings.lora is not None:  # say so before the server starts, not in a startup traceback
+        from glmkit.runtime.backends.llamacpp_lib import check_gguf
+
+        if not settings.lora.is_file():
+            raise InvalidRequestError(f"LoRA adapter not found: {settings.lora}", param="lora")
+        check_gguf(settings.lora)
     keys = KeyStore(settings.home / "api_keys.json")
     if not is_loopback(settings.host) and not keys:
         raise InvalidRequestError(

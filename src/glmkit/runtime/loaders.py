@@ -51,7 +51,12 @@ def load_llamacpp(spec: ModelSpec, settings: Settings) -> ChatModel:
 
     path = verify_embedded(spec.name, settings.models_dir) if spec.embedded else spec.target
     engine = LlamaEngine(
-        path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, n_seq_max=settings.n_seq_max, name=spec.name
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_seq_max=settings.n_seq_max,
+        name=spec.name,
+        lora=settings.lora,
     )
     try:
         fmt = choose_format(

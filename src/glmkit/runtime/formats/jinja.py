@@ -118,7 +118,9 @@ class JinjaFormat:
     def render_ids(self, messages: Sequence[Message], tools: Sequence[Tool], tok: Tokenizer) -> list[int]:
         msgs, tls = self._prepare(messages, tools)
         tag = secrets.token_hex(8)
-        sentinels = [f"\x00{tag}:{i}\x00" for i in range(len(msgs))]
+        # Empty contents stay empty: templates test them (`{% if message.content %}`), so a sentinel there
+        # would change the text around it (an assistant turn of tool calls only gained a "\n").
+        sentinels = [f"\x00{tag}:{i}\x00" if m.content else "" for i, m in enumerate(msgs)]
         text = self._render(msgs, tls, sentinels)
         pattern = re.compile("\x00" + tag + r":(\d+)\x00")
         ids: list[int] = []
