@@ -21,6 +21,8 @@ cat > "$out/lora.yaml" <<YAML
 model: default
 method: lora
 data: train.jsonl
+eval_data: test.jsonl
+eval_every: 100
 output_dir: run
 max_steps: $steps
 batch_size: 2
@@ -52,14 +54,15 @@ import json, sys, urllib.request
 out, port = sys.argv[1], sys.argv[2]
 first = json.loads(open(f"{out}/test.jsonl", encoding="utf-8").readline())
 msgs = [{"role": m["role"], "content": m["content"]} for m in first["conversations"] if m["role"] != "assistant"]
+model = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models"))["data"][0]["id"]
 req = urllib.request.Request(
     f"http://127.0.0.1:{port}/v1/chat/completions",
-    data=json.dumps({"messages": msgs, "max_tokens": 8, "temperature": 0}).encode(),
+    data=json.dumps({"model": model, "messages": msgs, "max_tokens": 8, "temperature": 0}).encode(),
     headers={"Content-Type": "application/json"},
 )
 reply = json.load(urllib.request.urlopen(req, timeout=300))["choices"][0]["message"]["content"]
 gold = [m for m in first["conversations"] if m["role"] == "assistant"][0]["content"]
-print(f"served {out}/tnews.gguf: {msgs[-1]['content'][-40:]!r} -> {reply!r} (gold {gold!r})")
+print(f"served {out}/tnews.gguf as {model!r}: {msgs[-1]['content'].splitlines()[-1]!r} -> {reply!r} (gold {gold!r})")
 json.dump({"reply": reply, "gold": gold}, open(f"{out}/served.json", "w"), ensure_ascii=False)
 PY
 kill $server; wait $server 2>/dev/null || true
@@ -69,7 +72,10 @@ import json, sys
 out = sys.argv[1]
 b, a = (json.load(open(f"{out}/{n}.json")) for n in ("before", "after"))
 t = json.load(open(f"{out}/train.json"))
-print(f"loss {t.get('first_loss'):.3f} -> {t.get('last_loss'):.3f} over {t.get('steps')} steps")
+log = [json.loads(x) for x in open(f"{out}/run/log.jsonl")]
+window = [r["loss"] for r in log if "loss" in r]
+print(f"training loss (mean of 10 steps): {window[0]:.3f} -> {window[-1]:.3f} over {t['steps']} steps")
+print(f"held-out loss: {t['start_eval_loss']:.3f} -> {t['eval_loss']:.3f}")
 for k in ("accuracy",):
     print(f"held-out {k}: {b[k]:.3f} -> {a[k]:.3f}")
 print(f"held-out macro-F1: {b['macro']['f1']:.3f} -> {a['macro']['f1']:.3f}")

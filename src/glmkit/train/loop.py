@@ -8,9 +8,11 @@
   micro-batches, so accumulation equals one big batch).
 - Data order: epoch ``e`` is a permutation seeded by ``(seed, e)``; micro-batch ``g`` takes the next
   ``batch_size`` examples of that stream. A function of the step alone, so a resumed run sees the same data.
-- Every ``log_every`` steps: a line on stderr and a JSON line in ``log.jsonl`` (step, loss, lr, tokens,
-  tokens/s, elapsed); every ``eval_interval`` steps the eval loss; every ``save_every`` steps and at the
-  end an atomic checkpoint (``checkpoint.py``).
+- Every ``log_every`` steps: a line on stderr and a JSON line in ``log.jsonl`` (step, loss — the mean over
+  the steps since the last line, as transformers' Trainer logs it; one step of a small batch is too noisy to
+  read —, lr, tokens, tokens/s, elapsed); with ``eval_data``, the eval loss before the first step of a fresh
+  run and every ``eval_interval`` steps; every ``save_every`` steps and at the end an atomic checkpoint
+  (``checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class RunResult:
     first_loss: float | None
     last_loss: float | None
     eval_loss: float | None
+    start_eval_loss: float | None  # eval loss before the first step (fresh runs with eval_data)
     checkpoint: str | None
     tokens: int  # tokens (padding excluded) forwarded by this process
     seconds: float
@@ -293,7 +296,13 @@ def run(
         + (f", {train_data.truncated} truncated" if train_data.truncated else "")
     )
 
-    first_loss = last_loss = eval_loss = None
+    first_loss = last_loss = eval_loss = start_eval_loss = None
+    window_losses: list[float] = []
+    if eval_data is not None and step == 0:  # where the held-out loss starts, to compare with the end
+        start_eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
+        report.record(
+            {"step": 0, "eval_loss": round(start_eval_loss, 6)}, f"step 0  eval loss {start_eval_loss:.4f}"
+        )
     last_ckpt: ck.Checkpoint | None = start_ckpt
     first_step, tokens_total, t_start = step, 0, time.perf_counter()
     window_tokens, window_start = 0, time.perf_counter()
@@ -310,24 +319,26 @@ def run(
             window_tokens += fed
             first_loss = loss if first_loss is None else first_loss
             last_loss = loss
+            window_losses.append(loss)
 
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
+                mean_loss = sum(window_losses) / len(window_losses)
                 tps = window_tokens / max(now - window_start, 1e-9)
                 eta = (now - t_start) / (step - first_step) * (cfg.max_steps - step)
                 report.record(
                     {
                         "step": step,
-                        "loss": round(loss, 6),
+                        "loss": round(mean_loss, 6),
                         "lr": lr,
                         "tokens": window_tokens,
                         "tokens_per_s": round(tps, 1),
                         "elapsed_s": round(now - t_start, 3),
                     },
-                    f"step {step}/{cfg.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
+                    f"step {step}/{cfg.max_steps}  loss {mean_loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
                     f"eta {_fmt_eta(eta)}",
                 )
-                window_tokens, window_start = 0, time.perf_counter()
+                window_tokens, window_start, window_losses = 0, time.perf_counter(), []
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
                 report.record(
@@ -353,6 +364,7 @@ def run(
         first_loss=first_loss,
         last_loss=last_loss,
         eval_loss=eval_loss,
+        start_eval_loss=start_eval_loss,
         checkpoint=str(last_ckpt.path) if last_ckpt else None,
         tokens=tokens_total,
         seconds=round(seconds, 3),
