@@ -340,7 +340,9 @@ def run(
                 )
                 window_tokens, window_start, window_losses = 0, time.perf_counter(), []
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
+                t_eval = time.perf_counter()
                 eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
+                window_start += time.perf_counter() - t_eval  # tokens/s counts training time only
                 report.record(
                     {"step": step, "eval_loss": round(eval_loss, 6)},
                     f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}",
