@@ -142,6 +142,10 @@ def test_serving_settings_apply_the_gguf_lora(
     assert (served - _llama_logits(qwen2_gguf, ids, lora=tmp_path / "lora.gguf")).abs().max() < 1e-4
     assert (served - _llama_logits(qwen2_gguf, ids)).abs().max() > 0.5
 
+    remote = Settings(home=tmp_path, lora=tmp_path / "lora.gguf")
+    with pytest.raises(InvalidRequestError, match="--lora applies a GGUF adapter"):
+        load_chat_model("openai:http://127.0.0.1:9/v1#m", remote)  # not silently ignored
+
     missing = tmp_path / "nope.gguf"
     code = main(["serve", "-m", str(qwen2_gguf), "--lora", str(missing), "--port", "0"])
     out = capsys.readouterr()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmkit.errors import ModelLoadError, ModelNotFoundError
+from glmkit.errors import InvalidRequestError, ModelLoadError, ModelNotFoundError
 from glmkit.runtime.protocol import ChatModel
 from glmkit.settings import Settings
 
@@ -217,6 +217,12 @@ def register_backend(name: str) -> Callable[[Loader], Loader]:
 def load_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
     settings = settings or Settings()
     ms = parse_spec(spec or settings.model, settings)
+    if settings.lora is not None and ms.backend != "llamacpp":
+        raise InvalidRequestError(
+            f"--lora applies a GGUF adapter to a GGUF model run by llama.cpp; {ms.name} is a "
+            f"{ms.backend} model (merge the adapter instead: glmkit train merge)",
+            param="lora",
+        )
     _import_backends()
     return BACKENDS[ms.backend](ms, settings)
 
