@@ -153,6 +153,8 @@ def test_serving_settings_apply_the_gguf_lora(
     (tmp_path / "text.gguf").write_text("not a model")
     assert main(["serve", "-m", str(qwen2_gguf), "--lora", str(tmp_path / "text.gguf"), "--port", "0"]) != 0
     assert "is not a GGUF file" in capsys.readouterr().err
+    assert main(["serve", "-m", str(tmp_path / "gone.gguf"), "--port", "0"]) != 0  # the model too, up front
+    assert f"model file not found: {tmp_path / 'gone.gguf'}" in capsys.readouterr().err
 
 
 def torch_tensor(x: Any) -> Any:

@@ -79,16 +79,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from glmkit.runtime.models import resolve_spec
     from glmkit.server.app import create_app, is_loopback
     from glmkit.server.auth import KeyStore
 
     settings = settings_from(args)
-    if settings.lora is not None:  # say so before the server starts, not in a startup traceback
-        from glmkit.runtime.backends.llamacpp_lib import check_gguf
-
-        if not settings.lora.is_file():
-            raise InvalidRequestError(f"LoRA adapter not found: {settings.lora}", param="lora")
-        check_gguf(settings.lora)
+    resolve_spec(None, settings)  # a missing model or adapter is said here, not in a startup traceback
     keys = KeyStore(settings.home / "api_keys.json")
     if not is_loopback(settings.host) and not keys:
         raise InvalidRequestError(

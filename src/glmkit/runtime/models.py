@@ -214,15 +214,28 @@ def register_backend(name: str) -> Callable[[Loader], Loader]:
     return deco
 
 
+def resolve_spec(spec: str | None, settings: Settings) -> ModelSpec:
+    """The model to load, checked before anything heavy starts (``glmkit serve`` calls it before binding):
+    the file exists, and a LoRA adapter exists, is GGUF, and has a llama.cpp model to apply to."""
+    ms = parse_spec(spec or settings.model, settings)
+    if settings.lora is not None:
+        if ms.backend != "llamacpp":
+            raise InvalidRequestError(
+                f"--lora applies a GGUF adapter to a GGUF model run by llama.cpp; {ms.name} is a "
+                f"{ms.backend} model (merge the adapter instead: glmkit train merge)",
+                param="lora",
+            )
+        if not settings.lora.is_file():
+            raise InvalidRequestError(f"LoRA adapter not found: {settings.lora}", param="lora")
+        from glmkit.runtime.backends.llamacpp_lib import check_gguf
+
+        check_gguf(settings.lora)
+    return ms
+
+
 def load_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
     settings = settings or Settings()
-    ms = parse_spec(spec or settings.model, settings)
-    if settings.lora is not None and ms.backend != "llamacpp":
-        raise InvalidRequestError(
-            f"--lora applies a GGUF adapter to a GGUF model run by llama.cpp; {ms.name} is a "
-            f"{ms.backend} model (merge the adapter instead: glmkit train merge)",
-            param="lora",
-        )
+    ms = resolve_spec(spec, settings)
     _import_backends()
     return BACKENDS[ms.backend](ms, settings)
 
