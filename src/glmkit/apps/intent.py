@@ -1,28 +1,31 @@
 """Intent classification for the customer-service bot.
 
-The default classifier (``glmkit service train``) is RBF kernel ridge regression over the e5 vector of the
-text (``query: ``): the vector, centred and uniformly scaled (distances stay those of the embedding space), is
-optionally extended with its discriminant projection (LDA with the within-class scatter shrunk towards the
-identity, scaled to the same total variance), so distances weigh the directions that separate the intents;
-the kernel width is the median heuristic. Training is one kernel matrix and one linear solve per ridge value;
-whether to add the projection, the ridge, and the temperature of the softmax over the regression outputs are
-chosen by held-out likelihood (a stratified 20% of the training data, or 5-fold cross-validation below 2,000
-examples), and the model is then refitted on everything, so ``confidence`` is a held-out-calibrated
-probability. Up to ``MAX_KERNEL_EXAMPLES`` examples are the kernel's basis (a random subset beyond that).
-Classifying one text is one embedding and one kernel row against the basis.
+The default classifier (``glmkit service train``) is kernel ridge regression onto the one-hot intents. Its
+kernel is an RBF over the e5 vector of the text (``query: ``) plus, when the texts are given (they are, from
+the CLI, the HTTP routes and the bot), a small weight times the cosine of the texts' TF-IDF rows (words,
+word bigrams, character n-grams; folded into 4,096 signed buckets, ``lexical.Hasher``), so two messages are
+close when they mean the same or share rare words. The vector is centred and uniformly scaled (distances
+stay those of the embedding space), optionally extended with its discriminant projection (LDA with the
+within-class scatter shrunk towards the identity, scaled to the same total variance); the RBF width is the
+median heuristic. Whether to add the projection, the lexical weight (0, 0.1 or 0.3), the ridge, and the
+temperature of the softmax over the regression outputs are chosen by held-out likelihood (a stratified 20%
+of the training data, or 5-fold cross-validation below 2,000 examples), and the model is then refitted on
+everything, so ``confidence`` is a held-out-calibrated probability. Training is one kernel matrix per
+(projection, lexical weight) and one linear solve per ridge; up to ``MAX_KERNEL_EXAMPLES`` examples are the
+kernel's basis (a random subset beyond that). Classifying one text is one embedding, one kernel row against
+the basis and one folded TF-IDF row times a buckets x intents matrix.
 
 Other parts, which ``IntentClassifier.fit``/``train`` take through ``parts``: ``lexical``, logistic
-regression over TF-IDF word unigrams, bigrams and character n-grams (Chinese: jieba words and character
-1-3-grams) on a numpy sparse matrix, and ``linear``, logistic regression on the standardised vector (the
-previous default). Several parts are combined as ``softmax(sum_k w_k * score_k)`` with weights fitted by
-maximum likelihood on the held-out scores; ``predict_vectors`` without texts uses the parts that need no text,
-with their own weights. On banking77 the lexical part lowers the held-out NLL but does not raise macro-F1
-over the kernel alone, so it is not in the default (``bench/intent.py`` measures every part).
+regression over the same TF-IDF features on a numpy sparse matrix, and ``linear``, logistic regression on the
+standardised vector (an earlier default). Several parts are combined as ``softmax(sum_k w_k * score_k)``
+with weights fitted by maximum likelihood on the held-out scores; ``predict_vectors`` without texts uses the
+parts that need no text, with their own weights (a model whose every part reads words needs the texts).
+``bench/intent.py`` measures every part.
 
-A model is a folder: ``weights.npz``, ``labels.json``, ``vocab.json`` (lexical features, if any) and
-``meta.json``; folders saved by earlier versions (``kind: embedding-softmax``) still load. For intents without
-training data ``LLMIntentClassifier`` asks the chat model, constrained by a grammar to the label set, and
-reads its confidence from the token log-probabilities.
+A model is a folder: ``weights.npz``, ``labels.json``, ``vocab.json`` (each word-reading part's features)
+and ``meta.json``; folders saved by earlier versions (format 2, and ``kind: embedding-softmax``) still load.
+For intents without training data ``LLMIntentClassifier`` asks the chat model, constrained by a grammar to
+the label set, and reads its confidence from the token log-probabilities.
 """
 
 from __future__ import annotations
@@ -30,20 +33,25 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
-import threading
 import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from glmkit.apps.lexical import (
+    MAX_TEXT,
+    Hasher,
+    Sparse,
+    analyze,
+    build_vocab,
+    featurize,
+    softmax,
+    train_sparse_softmax,
+)
 from glmkit.errors import InvalidRequestError
 from glmkit.kb.embed import Embedder
 
@@ -53,15 +61,15 @@ TEXT_KEYS = ("text", "sentence", "query", "question", "utterance", "文本", "�
 LABEL_KEYS = ("label", "category", "intent", "label_desc", "类别", "意图", "标签")
 
 PARTS = ("linear", "kernel", "lexical")
-TEXT_PARTS = frozenset({"lexical"})
 DEFAULT_PARTS = ("kernel",)
 MAX_KERNEL_EXAMPLES = 12_000  # the kernel matrix is n x n float32: 576 MB at the cap
 RIDGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 LDA_WEIGHTS = (0.0, 1.0)
-KERNEL_CONFIGS = tuple((w, lam) for w in LDA_WEIGHTS for lam in RIDGES)
+LEXICAL_WEIGHTS = (0.0, 0.1, 0.3)  # the TF-IDF cosine's weight in the kernel (the RBF's diagonal is 1)
+KERNEL_CONFIGS = tuple((w, lex, lam) for w in LDA_WEIGHTS for lex in LEXICAL_WEIGHTS for lam in RIDGES)
 LDA_SHRINK = 0.8
-FORMAT = 2
-MAX_TEXT = 2000
+FORMAT = 3  # 3: vocab.json maps part -> features (2: the lexical part's list), the kernel may read words
+READABLE_FORMATS = (2, 3)
 SMALL_BATCH = 16  # rows scored without BLAS threads (see rbf_kernel)
 
 
@@ -113,13 +121,6 @@ def read_examples(
     return texts, labels
 
 
-def softmax(z: F32) -> F32:
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    out: F32 = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
-    return out
-
-
 def train_softmax(
     x: F32, y: npt.NDArray[np.int64], n_classes: int, *, l2: float = 1e-3, epochs: int = 300, lr: float = 0.05
 ) -> tuple[F32, F32]:
@@ -154,6 +155,9 @@ def train_softmax(
 class Part(Protocol):
     """One view of a message: ``scores`` are combined linearly (logits or log-probabilities) across parts."""
 
+    @property
+    def needs_text(self) -> bool: ...
+
     def scores(self, x: F32, texts: Sequence[str] | None) -> F32: ...
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]: ...
@@ -167,6 +171,7 @@ class LinearPart:
     b: F32
     mean: F32
     scale: F32
+    needs_text = False
 
     @classmethod
     def fit(
@@ -223,8 +228,11 @@ def lda_projection(x: F32, y: I64, shrink: float = LDA_SHRINK) -> F32:
 
 @dataclass
 class KernelPart:
-    """RBF kernel ridge regression onto one-hot labels over [scaled vector, its LDA projection (possibly
-    no columns)]; scores are the regression outputs (about 1 for the right intent, 0 for the others)."""
+    """Kernel ridge regression onto one-hot labels; scores are the regression outputs (about 1 for the right
+    intent, 0 for the others). The kernel is an RBF over [scaled vector, its LDA projection (possibly no
+    columns)], plus, when ``hasher`` is set, ``lexical_weight`` times the cosine of the texts' TF-IDF rows
+    (folded by the hasher): the lexical term is linear, so it is kept as ``lex_coef`` = the basis' folded
+    rows transposed times ``coef``, and a message costs one folded row and one small product."""
 
     mean: F32
     scale: F32
@@ -232,6 +240,12 @@ class KernelPart:
     basis: F32
     coef: F32
     gamma: float
+    hasher: Hasher | None = None
+    lex_coef: F32 | None = None  # hasher.dim x classes, the lexical weight included
+
+    @property
+    def needs_text(self) -> bool:
+        return self.hasher is not None
 
     def features(self, x: F32) -> F32:
         z = ((x - self.mean) / self.scale).astype(np.float32)
@@ -243,10 +257,15 @@ class KernelPart:
     def scores(self, x: F32, texts: Sequence[str] | None) -> F32:
         k = rbf_kernel(self.features(x), self.basis, self.gamma, self.basis_sq)
         out: F32 = np.einsum("ik,kc->ic", k, self.coef) if len(k) <= SMALL_BATCH else k @ self.coef
+        if self.hasher is not None and self.lex_coef is not None:
+            if texts is None:
+                raise InvalidRequestError("this intent model reads the words too: it needs the texts")
+            f = self.hasher.transform(texts)
+            out += np.einsum("id,dc->ic", f, self.lex_coef) if len(f) <= SMALL_BATCH else f @ self.lex_coef
         return out
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {
+        out: dict[str, npt.NDArray[Any]] = {
             "mean": self.mean,
             "scale": self.scale,
             "proj": self.proj,
@@ -254,14 +273,27 @@ class KernelPart:
             "coef": self.coef,
             "gamma": np.array(self.gamma, np.float64),
         }
+        if self.hasher is not None and self.lex_coef is not None:
+            out |= {"idf": self.hasher.idf, "lex_coef": self.lex_coef}
+        return out
 
     @classmethod
     def fit_path(
-        cls, x: F32, y: I64, n_classes: int, configs: Sequence[tuple[float, float]], *, seed: int = 0
+        cls,
+        x: F32,
+        y: I64,
+        n_classes: int,
+        configs: Sequence[tuple[float, float, float]],
+        *,
+        docs: Sequence[list[str]] | None = None,
+        seed: int = 0,
     ) -> list[KernelPart]:
-        """One model per (discriminant weight, ridge) in ``configs``: the weight scales the LDA block
-        (1: the same total variance as the standardised block, 0: no block); models with the same weight
-        share the kernel matrix and cost one solve each."""
+        """One model per (discriminant weight, lexical weight, ridge) in ``configs``: the discriminant
+        weight scales the LDA block (1: the same total variance as the standardised block, 0: no block),
+        the lexical weight the TF-IDF cosine added to the kernel (it needs ``docs``, ``analyze``'d texts);
+        models that differ only in the ridge share the kernel matrix and cost one solve each."""
+        if docs is None and any(lex > 0 for _, lex, _ in configs):
+            raise InvalidRequestError("a lexical kernel weight needs the texts")
         rng = np.random.default_rng(seed)
         mean = x.mean(axis=0).astype(np.float32)
         # one scale for every dimension: distances stay those of the embedding space (e5 is trained for
@@ -274,8 +306,15 @@ class KernelPart:
             lda *= np.float32(math.sqrt(float(z.var(axis=0).sum()) / max(float(zp.var(axis=0).sum()), 1e-12)))
         keep = np.sort(rng.permutation(len(x))[:MAX_KERNEL_EXAMPLES])
         onehot = np.eye(n_classes, dtype=np.float32)[y[keep]]
-        out: dict[tuple[float, float], KernelPart] = {}
-        for weight in sorted({w for w, _ in configs}):
+        hasher: Hasher | None = None
+        folded = gram = None
+        if docs is not None and any(lex > 0 for _, lex, _ in configs):
+            kept_docs = [docs[i] for i in keep]
+            hasher = Hasher.fit(kept_docs)
+            folded = hasher.fold(kept_docs)
+            gram = folded @ folded.T
+        out: dict[tuple[float, float, float], KernelPart] = {}
+        for weight in sorted({w for w, _, _ in configs}):
             proj = (
                 (lda * np.float32(math.sqrt(weight))) if weight > 0 else np.zeros((x.shape[1], 0), np.float32)
             )
@@ -284,12 +323,21 @@ class KernelPart:
             gamma = 1.0 / median_sq_distance(basis, np.random.default_rng(seed))
             k = rbf_kernel(basis, basis, gamma)
             diag = np.diag_indices_from(k)
-            for w, lam in configs:
-                if w == weight:
-                    k[diag] += np.float32(lam)
-                    coef = np.linalg.solve(k, onehot).astype(np.float32)
-                    k[diag] -= np.float32(lam)
-                    out[(w, lam)] = cls(mean, scale, proj, basis, coef, gamma)
+            added = 0.0  # the lexical weight currently added to k
+            for lex in sorted({lx for w, lx, _ in configs if w == weight}):
+                if gram is not None and lex != added:
+                    k += np.float32(lex - added) * gram
+                    added = lex
+                for w, lx, lam in configs:
+                    if w == weight and lx == lex:
+                        k[diag] += np.float32(lam)
+                        coef = np.linalg.solve(k, onehot).astype(np.float32)
+                        k[diag] -= np.float32(lam)
+                        if lex > 0 and hasher is not None and folded is not None:
+                            lex_coef = (np.float32(lex) * (folded.T @ coef)).astype(np.float32)
+                            out[(w, lx, lam)] = cls(mean, scale, proj, basis, coef, gamma, hasher, lex_coef)
+                        else:
+                            out[(w, lx, lam)] = cls(mean, scale, proj, basis, coef, gamma)
             del k
         return [out[cfg] for cfg in configs]
 
@@ -307,83 +355,6 @@ def median_sq_distance(x: F32, rng: np.random.Generator, pairs: int = 500) -> fl
     return float(np.median(d)) if d.size else 1.0
 
 
-# --- lexical features: a small numpy CSR -------------------------------------------------------------
-
-_WORD = re.compile(r"\w+|[^\w\s]")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_JIEBA_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _jieba() -> Any:
-    import logging
-
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    with _JIEBA_LOCK:
-        jieba.initialize()
-    return jieba
-
-
-def analyze(text: str) -> list[str]:
-    """Lexical features of a text: ``w:`` words (jieba words inside Chinese runs), ``b:`` word bigrams and
-    ``c:`` character n-grams (2-5 inside each padded word; 1-3 inside Chinese runs)."""
-    tokens = _WORD.findall(text[:MAX_TEXT].lower())
-    words: list[str] = []
-    grams: list[str] = []
-    for tok in tokens:
-        if _CJK.search(tok):
-            words.extend(w for w in _jieba().lcut(tok) if w.strip())
-            grams.extend(tok[i : i + n] for n in (1, 2, 3) for i in range(len(tok) - n + 1))
-        else:
-            words.append(tok)
-            p = f" {tok} "
-            grams.extend(p[i : i + n] for n in (2, 3, 4, 5) for i in range(len(p) - n + 1))
-    return (
-        ["w:" + w for w in words]
-        + ["b:" + a + " " + b for a, b in pairwise(words)]
-        + ["c:" + g for g in grams]
-    )
-
-
-@dataclass
-class Sparse:
-    """Rows of a sparse matrix (CSR): row i is ``indices/data[indptr[i]:indptr[i+1]]``."""
-
-    indptr: I64
-    indices: I64
-    data: F32
-    n_cols: int
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.indptr) - 1
-
-    def rows(self, idx: I64) -> Sparse:
-        lens = np.diff(self.indptr)[idx]
-        indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        pos = np.repeat(self.indptr[idx] - indptr[:-1], lens) + np.arange(indptr[-1])
-        return Sparse(indptr, self.indices[pos], self.data[pos], self.n_cols)
-
-    def dot(self, w: F32) -> F32:
-        """self @ w"""
-        contrib = np.concatenate([w[self.indices] * self.data[:, None], np.zeros((1, w.shape[1]), w.dtype)])
-        out: F32 = np.add.reduceat(contrib, np.minimum(self.indptr[:-1], len(self.indices)), axis=0)
-        out[self.indptr[1:] == self.indptr[:-1]] = 0.0
-        return out
-
-    def tdot(self, g: F32) -> F32:
-        """self.T @ g"""
-        rows = np.repeat(np.arange(self.n_rows), np.diff(self.indptr))
-        order = np.argsort(self.indices, kind="stable")
-        cols, first = np.unique(self.indices[order], return_index=True)
-        out = np.zeros((self.n_cols, g.shape[1]), g.dtype)
-        if len(order):
-            out[cols] = np.add.reduceat(g[rows[order]] * self.data[order][:, None], first, axis=0)
-        return out
-
-
 @dataclass
 class LexicalPart:
     """Logistic regression on TF-IDF (sublinear tf, L2-normalised rows) of ``analyze``'s features; scores are
@@ -393,6 +364,7 @@ class LexicalPart:
     idf: F32
     w: F32
     b: F32
+    needs_text = True
 
     def transform(self, texts: Sequence[str]) -> Sparse:
         return featurize([analyze(t) for t in texts], self.vocab, self.idf)
@@ -428,79 +400,6 @@ class LexicalPart:
             x, y, n_classes, l2=l2, lr=lr, batch=batch, min_steps=min_steps, epochs=epochs, seed=seed
         )
         return cls(vocab, idf, w, b)
-
-
-def build_vocab(docs: Sequence[list[str]], min_df: int = 2) -> tuple[dict[str, int], F32]:
-    """Words and bigrams seen at least once, character n-grams seen in ``min_df`` texts; smooth idf."""
-    df: Counter[str] = Counter()
-    for d in docs:
-        df.update(set(d))
-    feats = sorted(f for f, c in df.items() if c >= min_df or not f.startswith("c:"))
-    n = len(docs)
-    idf = np.array([math.log((1 + n) / (1 + df[f])) + 1 for f in feats], np.float32)
-    return {f: i for i, f in enumerate(feats)}, idf
-
-
-def featurize(docs: Sequence[list[str]], vocab: Mapping[str, int], idf: F32) -> Sparse:
-    indptr = [0]
-    indices: list[int] = []
-    values: list[float] = []
-    for d in docs:
-        counts = Counter(vocab[f] for f in d if f in vocab)
-        row = sorted(counts.items())
-        vals = [(1.0 + math.log(c)) * float(idf[i]) for i, c in row]
-        norm = math.sqrt(sum(v * v for v in vals)) or 1.0
-        indices.extend(i for i, _ in row)
-        values.extend(v / norm for v in vals)
-        indptr.append(len(indices))
-    return Sparse(
-        np.array(indptr, np.int64), np.array(indices, np.int64), np.array(values, np.float32), len(vocab)
-    )
-
-
-def train_sparse_softmax(
-    x: Sparse,
-    y: I64,
-    n_classes: int,
-    *,
-    l2: float = 1e-5,
-    lr: float = 0.02,
-    batch: int = 256,
-    min_steps: int = 300,
-    epochs: int = 10,
-    seed: int = 0,
-) -> tuple[F32, F32]:
-    """Multinomial logistic regression on sparse rows, minibatch Adam (at least ``min_steps`` steps)."""
-    rng = np.random.default_rng(seed)
-    n = x.n_rows
-    w = np.zeros((x.n_cols, n_classes), np.float32)
-    b = np.zeros(n_classes, np.float32)
-    mw, vw, mb, vb = (np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b))
-    onehot = np.eye(n_classes, dtype=np.float32)[y]
-    steps_per_epoch = math.ceil(n / batch)
-    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
-    b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
-    t = 0
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        for i in range(0, n, batch):
-            rows = perm[i : i + batch]
-            xb = x.rows(rows)
-            g = (softmax(xb.dot(w) + b) - onehot[rows]) / np.float32(len(rows))
-            gw = xb.tdot(g)
-            gw += np.float32(l2) * w
-            gb = g.sum(axis=0)
-            t += 1
-            cw, cb = np.float32(1 - 0.9**t), np.float32(1 - 0.999**t)
-            mw *= b1
-            mw += (1 - b1) * gw
-            vw *= b2
-            vw += (1 - b2) * gw * gw
-            w -= np.float32(lr) * (mw / cw) / (np.sqrt(vw / cb) + eps)
-            mb = b1 * mb + (1 - b1) * gb
-            vb = b2 * vb + (1 - b2) * gb * gb
-            b -= np.float32(lr) * (mb / cw) / (np.sqrt(vb / cb) + eps)
-    return w, b
 
 
 # --- combining parts ---------------------------------------------------------------------------------
@@ -638,21 +537,26 @@ class IntentClassifier:
         unknown = [p for p in chosen if p not in PARTS]
         if unknown or not chosen:
             raise InvalidRequestError(f"unknown intent model parts {unknown}; known: {', '.join(PARTS)}")
-        if texts is None and TEXT_PARTS & set(chosen):
+        if texts is None and "lexical" in chosen:
             raise InvalidRequestError("the lexical part needs the texts")
         chosen = [p for p in PARTS if p in chosen]
         idx = {n: i for i, n in enumerate(names)}
         y = np.array([idx[lbl] for lbl in labels], np.int64)
         c = len(names)
-        docs = [analyze(t) for t in texts] if texts is not None and "lexical" in chosen else []
+        docs = (
+            [analyze(t) for t in texts] if texts is not None and {"lexical", "kernel"} & set(chosen) else []
+        )
+        # without the texts the kernel is the RBF alone
+        configs = [cfg for cfg in KERNEL_CONFIGS if docs or cfg[1] == 0.0]
         x = np.asarray(x, np.float32)
         t0 = time.perf_counter()
 
-        def train_part(name: str, rows: I64, configs: Sequence[tuple[float, float]]) -> list[Part]:
+        def train_part(name: str, rows: I64, configs: Sequence[tuple[float, float, float]]) -> list[Part]:
             if name == "linear":
                 return [LinearPart.fit(x[rows], y[rows], c, l2=l2, epochs=epochs)]
             if name == "kernel":
-                return list(KernelPart.fit_path(x[rows], y[rows], c, configs, seed=seed))
+                part_docs = [docs[i] for i in rows] if docs else None
+                return list(KernelPart.fit_path(x[rows], y[rows], c, configs, docs=part_docs, seed=seed))
             return [LexicalPart.fit([docs[i] for i in rows], y[rows], c, seed=seed)]
 
         # held-out scores of every part (every configuration of the kernel)
@@ -663,7 +567,7 @@ class IntentClassifier:
             per_split: list[list[F32]] = []
             for v in splits:
                 tr = np.setdiff1d(np.arange(len(y)), v)
-                models = train_part(name, tr, KERNEL_CONFIGS)
+                models = train_part(name, tr, configs)
                 per_split.append(
                     [m.scores(x[v], [texts[i] for i in v] if texts is not None else None) for m in models]
                 )
@@ -671,18 +575,21 @@ class IntentClassifier:
                 held[name] = [np.concatenate([s[j] for s in per_split]) for j in range(len(per_split[0]))]
         yv = y[val]
         start = {"linear": 1.0, "kernel": 10.0, "lexical": 1.0}
-        config = (0.0, 1.0)  # without held-out data: no discriminant block, ridge 1
+        config = (0.0, 0.0, 1.0)  # without held-out data: the RBF alone, ridge 1
         if "kernel" in held:  # the configuration whose held-out scores, scaled, give the lowest NLL
             fits = [
                 (stack_nll([s], yv, fit_weights([s], yv, [10.0])), i) for i, s in enumerate(held["kernel"])
             ]
             best = min(fits)[1]
-            config = KERNEL_CONFIGS[best]
+            config = configs[best]
             held["kernel"] = [held["kernel"][best]]
         final: dict[str, Part] = {name: train_part(name, np.arange(len(y)), [config])[0] for name in chosen}
         weights, vector_weights = dict.fromkeys(chosen, 0.0), dict.fromkeys(chosen, 0.0)
         nll: dict[str, float] = {}
-        for target, use in ((weights, chosen), (vector_weights, [p for p in chosen if p not in TEXT_PARTS])):
+        for target, use in (
+            (weights, chosen),
+            (vector_weights, [p for p in chosen if not final[p].needs_text]),
+        ):
             if not use:
                 continue
             if held:
@@ -694,7 +601,11 @@ class IntentClassifier:
             target.update({p: float(v) for p, v in zip(use, w, strict=True)})
         info = {
             "examples": len(y),
-            "kernel": {"lda_weight": config[0], "ridge": config[1]} if "kernel" in chosen else None,
+            "kernel": (
+                {"lda_weight": config[0], "lexical_weight": config[1], "ridge": config[2]}
+                if "kernel" in chosen
+                else None
+            ),
             "heldout": len(val),
             "heldout_nll": nll,
             "train_seconds": round(time.perf_counter() - t0, 1),
@@ -706,7 +617,7 @@ class IntentClassifier:
         return {
             name: part.scores(x, texts)
             for name, part in self.parts.items()
-            if texts is not None or name not in TEXT_PARTS
+            if texts is not None or not part.needs_text
         }
 
     def proba(self, x: F32, texts: Sequence[str] | None = None) -> F32:
@@ -714,12 +625,17 @@ class IntentClassifier:
         x = np.asarray(x, np.float32)
         if texts is not None and len(texts) != len(x):
             raise InvalidRequestError("need one text per vector")
-        use_text = texts is not None or not (TEXT_PARTS & set(self.parts))
+        use_text = texts is not None or not any(p.needs_text for p in self.parts.values())
         weights = self.weights if use_text else self.vector_weights
+        use = [n for n, p in self.parts.items() if use_text or not p.needs_text]
+        if not use:
+            raise InvalidRequestError(
+                "this intent model reads the words as well as the vector: give the texts"
+            )
         z = np.zeros((len(x), len(self.labels)), np.float32)
-        for name, part in self.parts.items():
-            if weights.get(name, 0.0) > 0.0 and (use_text or name not in TEXT_PARTS):
-                z += np.float32(weights[name]) * part.scores(x, texts)
+        for name in use:
+            if weights.get(name, 0.0) > 0.0:
+                z += np.float32(weights[name]) * self.parts[name].scores(x, texts)
         return softmax(z)
 
     def predict_vectors(self, x: F32, top: int = 3, texts: Sequence[str] | None = None) -> list[Prediction]:
@@ -746,10 +662,15 @@ class IntentClassifier:
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"{name}.{k}": v for name, part in self.parts.items() for k, v in part.arrays().items()}
         np.savez(folder / "weights.npz", **arrays)  # type: ignore[arg-type]
-        lexical = self.parts.get("lexical")
-        vocab = (
-            sorted(lexical.vocab, key=lexical.vocab.__getitem__) if isinstance(lexical, LexicalPart) else []
-        )
+        vocab: dict[str, list[str]] = {}  # each text-reading part's features, in column order
+        for name, part in self.parts.items():
+            words: dict[str, int] | None = None
+            if isinstance(part, LexicalPart):
+                words = part.vocab
+            elif isinstance(part, KernelPart) and part.hasher is not None:
+                words = part.hasher.vocab
+            if words:
+                vocab[name] = sorted(words, key=words.__getitem__)
         (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
         (folder / "labels.json").write_text(json.dumps(self.labels, ensure_ascii=False, indent=1), "utf-8")
         meta = {
@@ -774,11 +695,10 @@ class IntentClassifier:
             with np.load(folder / "weights.npz") as z:
                 arrays = {k: z[k] for k in z.files}
             kind = meta.get("kind")
-            vocab_list = (
-                json.loads((folder / "vocab.json").read_text("utf-8"))
-                if "lexical" in meta.get("parts", [])
-                else []
-            )
+            vocab_file = folder / "vocab.json"
+            vocabs = json.loads(vocab_file.read_text("utf-8")) if vocab_file.exists() else {}
+            if isinstance(vocabs, list):  # format 2: the lexical part's features only
+                vocabs = {"lexical": vocabs}
         except (OSError, ValueError) as e:
             raise InvalidRequestError(f"{folder} is not an intent model ({retrain}): {e}") from None
         if meta.get("embedder") != embedder.name:
@@ -788,7 +708,7 @@ class IntentClassifier:
         if kind == "embedding-softmax":  # saved before the ensemble: logistic regression on the vector
             part = LinearPart(arrays["w"], arrays["b"], arrays["mean"], arrays["scale"])
             return cls(embedder, list(labels), {"linear": part}, {"linear": 1.0})
-        if kind != "intent-ensemble" or meta.get("format") != FORMAT:
+        if kind != "intent-ensemble" or meta.get("format") not in READABLE_FORMATS:
             raise InvalidRequestError(
                 f"{folder}: intent model kind {kind!r} format {meta.get('format')!r} is not one this glmkit "
                 f"reads; {retrain}"
@@ -800,11 +720,23 @@ class IntentClassifier:
                 if name == "linear":
                     parts[name] = LinearPart(a["w"], a["b"], a["mean"], a["scale"])
                 elif name == "kernel":
+                    hasher, lex_coef = None, None
+                    if "lex_coef" in a:  # the kernel reads the words too
+                        lex_coef = a["lex_coef"]
+                        words = {f: i for i, f in enumerate(vocabs["kernel"])}
+                        hasher = Hasher(words, a["idf"], int(lex_coef.shape[0]))
                     parts[name] = KernelPart(
-                        a["mean"], a["scale"], a["proj"], a["basis"], a["coef"], float(a["gamma"])
+                        a["mean"],
+                        a["scale"],
+                        a["proj"],
+                        a["basis"],
+                        a["coef"],
+                        float(a["gamma"]),
+                        hasher,
+                        lex_coef,
                     )
                 elif name == "lexical":
-                    vocab = {f: i for i, f in enumerate(vocab_list)}
+                    vocab = {f: i for i, f in enumerate(vocabs["lexical"])}
                     parts[name] = LexicalPart(vocab, a["idf"], a["w"], a["b"])
                 else:
                     raise KeyError(name)

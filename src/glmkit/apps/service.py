@@ -289,7 +289,8 @@ class Bot:
                 "default",
                 {"route": "handoff", "trigger": "angry/urgent", "words": angry},
             )
-        qv = self.embedder.embed([clean[:1000]], "query")[0]
+        asked = clean[:1000]
+        qv = self.embedder.embed([asked], "query")[0]
         faq = self._faq_match(qv)
         if faq is not None:
             entry, sim = faq
@@ -300,7 +301,7 @@ class Bot:
             )
         pred: Prediction | None = None
         if self.classifier is not None:
-            pred = self.classifier.predict_vectors(qv[None, :])[0]
+            pred = self.classifier.predict_vectors(qv[None, :], texts=[asked])[0]
         elif self.llm_classifier is not None:
             pred = self.llm_classifier.classify([clean])[0]
         trace: dict[str, Any] = {"intent": pred.as_dict() if pred else None}
