@@ -332,6 +332,8 @@ def test_folded_rows_keep_the_cosine_and_are_the_same_in_every_process() -> None
     assert err.max() < 0.1 and err.mean() < 0.03
     assert (folded @ folded.T)[0, 2] > (folded @ folded.T)[0, 3] + 0.3  # card ~ card, not ~ transfer
     np.testing.assert_allclose(hasher.transform(BANKING_LIKE), folded)
+    coef = np.random.default_rng(0).normal(size=(4096, 3)).astype(np.float32)
+    np.testing.assert_allclose(hasher.project(BANKING_LIKE, coef), folded @ coef, rtol=1e-4, atol=1e-5)
     # buckets and signs come from blake2b, not Python's salted hash: another process folds the same way
     code = (
         "import sys; from glmkit.apps.lexical import Hasher, analyze; import numpy as np; "
@@ -371,3 +373,17 @@ def test_the_kernel_basis_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel = clf.parts["kernel"]
     assert isinstance(kernel, intent.KernelPart) and kernel.basis.shape[0] == 60
     assert accuracy(clf, xt, yt) > 0.9
+
+
+def test_training_reports_progress_of_the_embedding_then_the_fitting(tmp_path: Path) -> None:
+    texts, labels = read_examples(write_csv(tmp_path / "i.csv"))
+    calls: list[tuple[int, int, str]] = []
+    IntentClassifier.train(HashEmbedder(), texts, labels, progress=lambda d, t, s: calls.append((d, t, s)))
+    stages = [s for _, _, s in calls]
+    assert stages == sorted(stages, key=["embedding", "fitting"].index)  # embedding first, then fitting
+    for stage in ("embedding", "fitting"):
+        done = [(d, t) for d, t, s in calls if s == stage]
+        assert [d for d, _ in done] == sorted(d for d, _ in done) and done[-1][0] == done[-1][1]
+    fits = [t for _, t, s in calls if s == "fitting"]
+    # the kernel's every configuration once per held-out fold (5 folds below 2,000 examples), then the final
+    assert fits[-1] == len(intent.KERNEL_CONFIGS) * 5 + 1

@@ -34,7 +34,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +57,7 @@ from glmkit.kb.embed import Embedder
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+Progress = Callable[[int, int, str], None]
 TEXT_KEYS = ("text", "sentence", "query", "question", "utterance", "文本", "问题")
 LABEL_KEYS = ("label", "category", "intent", "label_desc", "类别", "意图", "标签")
 
@@ -260,8 +261,10 @@ class KernelPart:
         if self.hasher is not None and self.lex_coef is not None:
             if texts is None:
                 raise InvalidRequestError("this intent model reads the words too: it needs the texts")
-            f = self.hasher.transform(texts)
-            out += np.einsum("id,dc->ic", f, self.lex_coef) if len(f) <= SMALL_BATCH else f @ self.lex_coef
+            if len(texts) <= SMALL_BATCH:  # no BLAS call (see rbf_kernel) and no 4,096-wide rows
+                out += self.hasher.project(texts, self.lex_coef)
+            else:
+                out += self.hasher.transform(texts) @ self.lex_coef
         return out
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -287,6 +290,7 @@ class KernelPart:
         *,
         docs: Sequence[list[str]] | None = None,
         seed: int = 0,
+        on_solve: Callable[[], None] | None = None,
     ) -> list[KernelPart]:
         """One model per (discriminant weight, lexical weight, ridge) in ``configs``: the discriminant
         weight scales the LDA block (1: the same total variance as the standardised block, 0: no block),
@@ -332,6 +336,8 @@ class KernelPart:
                     if w == weight and lx == lex:
                         k[diag] += np.float32(lam)
                         coef = np.linalg.solve(k, onehot).astype(np.float32)
+                        if on_solve is not None:
+                            on_solve()
                         k[diag] -= np.float32(lam)
                         if lex > 0 and hasher is not None and folded is not None:
                             lex_coef = (np.float32(lex) * (folded.T @ coef)).astype(np.float32)
@@ -507,13 +513,16 @@ class IntentClassifier:
         parts: Sequence[str] = DEFAULT_PARTS,
         l2: float = 1e-3,
         epochs: int = 300,
+        progress: Progress | None = None,
     ) -> IntentClassifier:
+        """Embed ``texts`` and ``fit``; ``progress(done, total, stage)`` is called as the embedding and the
+        fitting advance (two runs from 0 to total: ``embedding``, then ``fitting``)."""
         if len(texts) != len(labels) or not texts:
             raise InvalidRequestError("need as many labels as texts, and at least one example")
         if len(set(labels)) < 2:
             raise InvalidRequestError("need at least two different labels to train a classifier")
-        x = embed_all(embedder, [t[:MAX_TEXT] for t in texts])
-        return cls.fit(embedder, x, labels, texts=texts, parts=parts, l2=l2, epochs=epochs)
+        x = embed_all(embedder, [t[:MAX_TEXT] for t in texts], progress=progress)
+        return cls.fit(embedder, x, labels, texts=texts, parts=parts, l2=l2, epochs=epochs, progress=progress)
 
     @classmethod
     def fit(
@@ -527,6 +536,7 @@ class IntentClassifier:
         l2: float = 1e-3,
         epochs: int = 300,
         seed: int = 0,
+        progress: Progress | None = None,
     ) -> IntentClassifier:
         """Train on vectors ``x`` (and ``texts``, which the lexical part needs); ``parts`` default to
         ``DEFAULT_PARTS``. The ridge and the weights are chosen on held-out parts of this data only."""
@@ -551,16 +561,35 @@ class IntentClassifier:
         x = np.asarray(x, np.float32)
         t0 = time.perf_counter()
 
+        splits = heldout_splits(y, seed)
+        # progress counts model fits: one per kernel solve, one per other part, held-out ones and the final
+        steps = [
+            0,
+            sum((len(configs) * len(splits) + 1) if p == "kernel" else len(splits) + 1 for p in chosen),
+        ]
+
+        def step() -> None:
+            steps[0] += 1
+            if progress is not None:
+                progress(steps[0], steps[1], "fitting")
+
         def train_part(name: str, rows: I64, configs: Sequence[tuple[float, float, float]]) -> list[Part]:
-            if name == "linear":
-                return [LinearPart.fit(x[rows], y[rows], c, l2=l2, epochs=epochs)]
             if name == "kernel":
                 part_docs = [docs[i] for i in rows] if docs else None
-                return list(KernelPart.fit_path(x[rows], y[rows], c, configs, docs=part_docs, seed=seed))
-            return [LexicalPart.fit([docs[i] for i in rows], y[rows], c, seed=seed)]
+                return list(
+                    KernelPart.fit_path(
+                        x[rows], y[rows], c, configs, docs=part_docs, seed=seed, on_solve=step
+                    )
+                )
+            part: Part
+            if name == "linear":
+                part = LinearPart.fit(x[rows], y[rows], c, l2=l2, epochs=epochs)
+            else:
+                part = LexicalPart.fit([docs[i] for i in rows], y[rows], c, seed=seed)
+            step()
+            return [part]
 
         # held-out scores of every part (every configuration of the kernel)
-        splits = heldout_splits(y, seed)
         held: dict[str, list[F32]] = {}
         val = np.concatenate(splits) if splits else np.zeros(0, np.int64)
         for name in chosen:
@@ -752,8 +781,14 @@ class IntentClassifier:
         )
 
 
-def embed_all(embedder: Embedder, texts: Sequence[str], batch: int = 64) -> F32:
-    parts = [embedder.embed(list(texts[i : i + batch]), "query") for i in range(0, len(texts), batch)]
+def embed_all(
+    embedder: Embedder, texts: Sequence[str], batch: int = 64, progress: Progress | None = None
+) -> F32:
+    parts = []
+    for i in range(0, len(texts), batch):
+        parts.append(embedder.embed(list(texts[i : i + batch]), "query"))
+        if progress is not None:
+            progress(min(i + batch, len(texts)), len(texts), "embedding")
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, embedder.dim), np.float32)
 
 

@@ -216,3 +216,13 @@ class Hasher:
 
     def transform(self, texts: Sequence[str]) -> F32:
         return self.fold([analyze(t) for t in texts])
+
+    def project(self, texts: Sequence[str], coef: F32) -> F32:
+        """``transform(texts) @ coef`` (coef: dim x k) without building the folded rows: each text's few
+        features pick their buckets' rows of ``coef`` (what one message per turn costs)."""
+        s = featurize([analyze(t) for t in texts], self.vocab, self.idf)
+        out = np.zeros((s.n_rows, coef.shape[1]), np.float32)
+        for i in range(s.n_rows):
+            idx = s.indices[s.indptr[i] : s.indptr[i + 1]]
+            out[i] = (s.data[s.indptr[i] : s.indptr[i + 1]] * self.sign[idx]) @ coef[self.bucket[idx]]
+        return out

@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
 
 def cmd_service(args: argparse.Namespace) -> int:
     from glmkit.apps.intent import IntentClassifier, read_examples
+    from glmkit.cli.progress import bar
     from glmkit.kb.embed import load_embedder
 
     settings = settings_from(args)
@@ -53,7 +54,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     embedder = load_embedder(settings.embedding_model)
     if args.service_command == "train":
         texts, labels = read_examples(args.data, args.text_column, args.label_column)
-        clf = IntentClassifier.train(embedder, texts, labels)
+        clf = IntentClassifier.train(embedder, texts, labels, progress=bar)
         clf.save(args.out)
         out = {"model": str(args.out), "examples": len(texts), "labels": len(clf.labels)}
         print(
