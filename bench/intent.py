@@ -204,9 +204,9 @@ def main() -> None:
     if args.only_latency:
         texts, labels = read_examples(DATA / "banking77" / "train.csv")
         x = cached_embeddings(e, texts, "banking77")
-        res = {"machine": machine()} | latency(e, x, texts, labels, args.messages)
-        print_latency(res)
-        print(f"\nwritten: {write_result('intent-latency', res)}")
+        result = {"machine": machine()} | latency(e, x, texts, labels, args.messages)
+        print_latency(result)
+        print(f"\nwritten: {write_result('intent-latency', result)}")
         return
     out: dict[str, Any] = {"machine": machine(), "sets": {}}
     rows = []
