@@ -8,16 +8,15 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from glmkit.kb.text import jieba_module
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -36,19 +35,6 @@ def softmax(z: F32) -> F32:
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_JIEBA_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _jieba() -> Any:
-    import logging
-
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
-    with _JIEBA_LOCK:
-        jieba.initialize()
-    return jieba
 
 
 def analyze(text: str) -> list[str]:
@@ -59,7 +45,7 @@ def analyze(text: str) -> list[str]:
     grams: list[str] = []
     for tok in tokens:
         if _CJK.search(tok):
-            words.extend(w for w in _jieba().lcut(tok) if w.strip())
+            words.extend(w for w in jieba_module().lcut(tok) if w.strip())
             grams.extend(tok[i : i + n] for n in (1, 2, 3) for i in range(len(tok) - n + 1))
         else:
             words.append(tok)

@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 from functools import lru_cache
+from typing import Any
 
 _LOCK = threading.Lock()
 _PUNCT = re.compile(r"^[\W_]+$", re.UNICODE)
@@ -106,7 +107,9 @@ STOPWORDS = frozenset(
 
 
 @lru_cache(maxsize=1)
-def _jieba() -> object:
+def jieba_module() -> Any:
+    """jieba, its dictionary loaded once per process (thread-safe) and its chatter silenced; every glmkit
+    module that segments Chinese gets it here."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -116,9 +119,9 @@ def _jieba() -> object:
 
 
 def tokens(text: str) -> list[str]:
-    jieba = _jieba()
+    jieba = jieba_module()
     out = []
-    for t in jieba.lcut_for_search(text):  # type: ignore[attr-defined]
+    for t in jieba.lcut_for_search(text):
         t = t.strip().lower()
         if t and not _PUNCT.match(t) and t not in STOPWORDS:
             out.append(t)

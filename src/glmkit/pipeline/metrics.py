@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
 from glmkit.errors import InvalidRequestError
+from glmkit.kb.text import jieba_module
 
 Average = Literal["macro", "micro", "weighted"]
 AVERAGES: tuple[Average, ...] = ("macro", "micro", "weighted")
@@ -224,18 +224,6 @@ def classification_report(
 
 # ---- generation: words -------------------------------------------------------------------------------------
 
-_JIEBA_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _jieba() -> Any:
-    import jieba
-
-    jieba.setLogLevel(60)  # above CRITICAL: no "Building prefix dict" chatter
-    with _JIEBA_LOCK:
-        jieba.initialize()
-    return jieba
-
 
 def jieba_words(text: str) -> list[str]:
     """Every word jieba finds in ``text.strip()`` (accurate mode, HMM on), whitespace tokens included and
@@ -244,7 +232,7 @@ def jieba_words(text: str) -> list[str]:
     text = text.strip()
     if not text:
         return []
-    words: list[str] = _jieba().lcut(text)
+    words: list[str] = jieba_module().lcut(text)
     return words
 
 
