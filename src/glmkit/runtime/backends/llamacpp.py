@@ -501,6 +501,8 @@ class LlamaEngine:
                 self._finish(s)
         gen = [s for s in self._slots if s.req is not None and not s.pending]
         pre = [s for s in self._slots if s.req is not None and s.pending]
+        if not gen and not pre:
+            return  # every sequence was dropped: an empty batch is an error to llama_decode
         for s in gen:
             self._put(batch, n, s.last, len(s.cached), s.seq_id, True)
             s.cached.append(s.last)
