@@ -393,18 +393,11 @@ class LexicalPart:
         y: I64,
         n_classes: int,
         *,
-        l2: float = 1e-5,
-        lr: float = 0.02,
-        batch: int = 256,
-        min_steps: int = 300,
-        epochs: int = 10,
         seed: int = 0,
     ) -> LexicalPart:
+        """TF-IDF over ``docs``' features and a softmax trained on them (``train_sparse_softmax``'s settings)."""
         vocab, idf = build_vocab(docs)
-        x = featurize(docs, vocab, idf)
-        w, b = train_sparse_softmax(
-            x, y, n_classes, l2=l2, lr=lr, batch=batch, min_steps=min_steps, epochs=epochs, seed=seed
-        )
+        w, b = train_sparse_softmax(featurize(docs, vocab, idf), y, n_classes, seed=seed)
         return cls(vocab, idf, w, b)
 
 
