@@ -35,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import machine, table, write_result  # noqa: E402
-from glmkit.apps.intent import IntentClassifier, embed_all, macro_f1, read_examples  # noqa: E402
+from glmkit.apps.intent import IntentClassifier, embed_all, read_examples  # noqa: E402
 from glmkit.kb.embed import Embedder, load_embedder  # noqa: E402
+from glmkit.pipeline.metrics import accuracy, precision_recall_f1  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 
@@ -114,8 +115,7 @@ def lstm_baseline(
 
 
 def score(gold: list[str], pred: list[str]) -> tuple[float, float]:
-    acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
-    return acc, macro_f1(gold, pred)
+    return accuracy(gold, pred), precision_recall_f1(gold, pred, "macro").f1
 
 
 GLMKIT = ("default", "e5+LR", "lexical", "kernel+lexical")

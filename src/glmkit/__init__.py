@@ -7,7 +7,8 @@ needs the ``server`` extra).
 
 from typing import Any
 
-from glmkit.apps.intent import IntentClassifier, LLMIntentClassifier
+from glmkit.apps.intent import IntentClassifier
+from glmkit.apps.intent_llm import LLMIntentClassifier
 from glmkit.apps.qa import QA, Answer
 from glmkit.apps.service import Bot, BotConfig
 from glmkit.apps.sessions import SessionStore

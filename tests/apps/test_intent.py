@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from glmkit.apps import intent
-from glmkit.apps.intent import IntentClassifier, fit_weights, macro_f1, read_examples, train_softmax
+from glmkit.apps.intent import IntentClassifier, fit_weights, read_examples, train_softmax
 from glmkit.apps.lexical import Hasher, analyze, build_vocab, featurize, softmax
 from glmkit.errors import InvalidRequestError
 from kb_fakes import HashEmbedder
@@ -81,11 +81,6 @@ def test_bad_input(tmp_path: Path) -> None:
     clf = IntentClassifier.train(HashEmbedder(), *read_examples(write_csv(tmp_path / "i.csv")))
     with pytest.raises(InvalidRequestError, match="empty"):
         clf.classify(["  "])
-
-
-def test_macro_f1() -> None:
-    assert macro_f1(["a", "a", "b", "b"], ["a", "a", "b", "b"]) == 1.0
-    assert macro_f1(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx((2 / 3 + 0.8) / 2)
 
 
 def test_cli_train_and_classify_with_the_real_embedder(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from glmkit.apps.intent import IntentClassifier, LLMIntentClassifier, Prediction
+from glmkit.apps.intent import IntentClassifier, Prediction
+from glmkit.apps.intent_llm import LLMIntentClassifier
 from glmkit.apps.qa import QA, neutralise
 from glmkit.apps.sessions import SessionNotFoundError, SessionStore, export_feedback
 from glmkit.errors import InvalidRequestError, PayloadTooLargeError
