@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glmkit.apps import intent
-from glmkit.apps.intent import IntentClassifier, fit_weights, read_examples, train_softmax
+from glmkit.apps import intent, intent_parts
+from glmkit.apps.intent import IntentClassifier, fit_weights, read_examples
+from glmkit.apps.intent_parts import KernelPart, train_softmax
 from glmkit.apps.lexical import Hasher, analyze, build_vocab, featurize, softmax
 from glmkit.errors import InvalidRequestError
 from kb_fakes import HashEmbedder
@@ -214,7 +215,7 @@ def test_a_kernel_that_reads_words_round_trips(tmp_path: Path) -> None:
     xq, tq, _ = keyword_set(40, 1)
     clf = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts)
     kernel = clf.parts["kernel"]
-    assert isinstance(kernel, intent.KernelPart) and kernel.hasher is not None
+    assert isinstance(kernel, KernelPart) and kernel.hasher is not None
     clf.save(tmp_path / "m")
     vocab = json.loads((tmp_path / "m" / "vocab.json").read_text("utf-8"))
     assert list(vocab) == ["kernel"] and "w:refund" in vocab["kernel"]
@@ -361,12 +362,12 @@ def test_training_on_a_small_set_is_fast() -> None:
 
 
 def test_the_kernel_basis_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(intent, "MAX_KERNEL_EXAMPLES", 60)
+    monkeypatch.setattr(intent_parts, "MAX_KERNEL_EXAMPLES", 60)
     x, y = blobs(300, 0, spread=0.3)
     xt, yt = blobs(300, 1, spread=0.3)
     clf = IntentClassifier.fit(VecEmbedder(), x, y)
     kernel = clf.parts["kernel"]
-    assert isinstance(kernel, intent.KernelPart) and kernel.basis.shape[0] == 60
+    assert isinstance(kernel, KernelPart) and kernel.basis.shape[0] == 60
     assert accuracy(clf, xt, yt) > 0.9
 
 
