@@ -125,8 +125,8 @@ def test_bad_input_gets_clear_answers_and_loses_nothing(bot_server: str) -> None
     sid = httpx.post(f"{url}/sessions", json={}).json()["session"]
     r = httpx.post(f"{url}/sessions/{sid}/messages", json={"text": "   "})
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
-    r = httpx.post(f"{url}/sessions/{sid}/messages", json={"text": "长" * 40_000})
-    assert r.status_code == 413
+    r = httpx.post(f"{url}/sessions/{sid}/messages", json={"text": "长" * 40_000})  # 117 KB of UTF-8
+    assert r.status_code == 413 and "40000 characters; the limit is" in r.json()["error"]["message"]
     r = httpx.post(f"{url}/sessions/nope/messages", json={"text": "你好"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "session_not_found"
     assert httpx.post(f"{bot_server}/v1/service/nobot/sessions", json={}).status_code == 404
