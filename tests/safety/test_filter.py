@@ -116,3 +116,74 @@ def test_default_lists_leave_ordinary_text_alone() -> None:
         assert f.find(text) == [], (text, f.find(text))
     assert {h.category for h in f.find("你个傻逼，来网赌，买冰毒")} == {"profanity", "gambling", "drugs"}
     assert MASK_CHAR == "＊"
+
+
+def test_ordinary_text_streams_as_it_comes() -> None:
+    """Nothing is held back unless it could still begin a listed word: the issue-14 complaint was a
+    short answer arriving as one chunk at the end, because every stream held its last 20+ characters."""
+    words: dict[str, list[str]] = {}
+    for wl in default_wordlists():
+        words.setdefault(wl.category, []).extend(wl.words)
+    f = ContentFilter(words, "mask")
+    sf = StreamFilter(f)
+    pieces = ["你好", "！", "有什么", "我可以", "帮", "你的", "吗", "？"]
+    outs = [sf.feed(p) for p in pieces]
+    rest = sf.close()
+    assert "".join(outs) + rest == "你好！有什么我可以帮你的吗？"
+    assert sum(1 for o in outs if o) >= len(pieces) - 2, outs  # at most a piece or two wait for the next
+    assert len(rest) <= 1
+    # an English sentence: what is held is only ever the start of some listed word
+    sf = StreamFilter(f)
+    for p in ["The ", "weather ", "is ", "nice ", "today."]:
+        sf.feed(p)
+        assert sf.held <= 2, (p, sf.held)
+
+
+def test_a_word_cut_anywhere_is_still_masked_or_blocked() -> None:
+    f = ContentFilter(WORDS, "mask", {"drugs": "block"})
+    for word in ["fuck", "百家乐", "blow job", "傻逼"]:
+        text = f"前面的话{word}后面的话"
+        want = f.check(text).text
+        assert word not in want
+        for cut in range(1, len(text)):
+            out, _ = stream(f, [text[:cut], text[cut:]])
+            assert out == want, (word, cut)
+        out, _ = stream(f, list(text))  # one character a piece
+        assert out == want
+    allowing = ContentFilter({"drugs": ["大麻"]}, "block", allow=["大麻哈鱼"])
+    text = "我爱吃大麻哈鱼"
+    for cut in itertools.combinations(range(1, len(text)), 2):
+        pieces = [text[: cut[0]], text[cut[0] : cut[1]], text[cut[1] :]]
+        out, sf = stream(allowing, pieces)
+        assert out == text and not sf.blocked, pieces  # the allowed phrase completes after the word
+    text = "前面的话冰毒后面的话"
+    for cut in range(1, len(text)):
+        out, sf = stream(f, [text[:cut], text[cut:]])
+        assert sf.blocked == ["drugs"] and "冰" not in out and "前面的话".startswith(out), cut
+
+
+def test_streamed_equals_whole_text_with_boundaries_and_allowed_phrases() -> None:
+    """A property over random texts and random chunkings: with ASCII word boundaries, overlapping words
+    and allowed phrases that reach past a word on either side, the streamed output is exactly the
+    whole-text output, and in block mode a prefix of it that never shows the blocked word."""
+    rng = random.Random(14)
+    words = {"profanity": ["ass", "asshole", "傻逼", "逼"], "drugs": ["大麻", "麻古"], "fraud": ["刷单"]}
+    allow = ["class", "大麻哈鱼", "刷单词"]
+    vocab = ["ass", "hole", "cl", "c", "la", "class", "傻", "逼", "大", "麻", "哈鱼", "哈", "鱼", "古", "刷", "单", "词"]
+    vocab += ["大麻", "刷单", "asshole", " ", "x", "好", "1"]
+    masking = ContentFilter(words, "mask", allow=allow)
+    blocking = ContentFilter(words, "mask", {"drugs": "block"}, allow=allow)
+    for _ in range(1500):
+        text = "".join(rng.choice(vocab) for _ in range(rng.randint(0, 16)))
+        cuts = list(text) if rng.random() < 0.2 else random_cuts(rng, text)
+        out, sf = stream(masking, cuts)
+        assert out == masking.check(text).text, (text, cuts)
+        assert sorted((h.start, h.end) for h in sf.verdict().hits) == [(h.start, h.end) for h in masking.find(text)]
+        out, sf = stream(blocking, cuts)
+        whole = blocking.check(text)
+        if whole.blocked:
+            assert sf.blocked == whole.blocked and masking.check(text).text.startswith(out), (text, cuts)
+            first = min(h.start for h in whole.hits if h.category == "drugs")
+            assert len(out) <= first, (text, cuts, out)
+        else:
+            assert not sf.blocked and out == whole.text, (text, cuts)

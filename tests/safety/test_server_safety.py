@@ -106,6 +106,29 @@ def test_mask_on_the_way_in_and_out_streamed_or_not(fake_server: Any) -> None:
         assert stages == [("input", "mask"), ("output", "mask"), ("output", "mask")]
 
 
+def content_chunks(r: httpx.Response) -> list[str]:
+    out = []
+    for line in r.text.splitlines():
+        if line.startswith("data: {"):
+            for c in json.loads(line[6:])["choices"]:
+                if c["delta"].get("content"):
+                    out.append(c["delta"]["content"])
+    return out
+
+
+@pytest.mark.parametrize("action", ["off", "flag", "mask"])
+def test_a_short_streamed_answer_streams_with_the_filter_on(fake_server: Any, action: str) -> None:
+    """With the shipped lists on (the default ``flag``, or ``mask``), a short answer arrives piece by
+    piece, not as one chunk at the end (issue 14), and loses nothing."""
+    answer = "你好！有什么我可以帮你的吗？"
+    # a ChatGLM3 reply starts with its (empty) metadata line; one character a token
+    with fake_server(("\n" + answer,), content_filter=action, delay=0.005) as (url, _, _keys):
+        chunks = content_chunks(chat(url, "你好", stream=True))
+        assert "".join(chunks) == answer
+        assert len(chunks) >= 2, chunks
+        assert len(chunks[-1]) < len(answer) // 2, chunks
+
+
 def test_output_block_withholds_the_answer(fake_server: Any) -> None:
     script = ("好的，先去买冰毒，然后……",)
     with fake_server(script, content_filter_categories={"drugs": "block"}) as (url, _, _keys):

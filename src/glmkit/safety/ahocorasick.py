@@ -5,6 +5,11 @@ walks the text once and yields ``(start, end, index)`` for every occurrence of e
 ones included, in order of their end. Matching is exact (fold case or width before building and
 scanning if you need to). Cost: building is linear in the total pattern length; a scan is linear in the
 text plus the number of matches.
+
+For text that arrives in pieces, ``step(state, ch)`` advances one character from a state (0 is the start),
+``matches(state)`` names the patterns that end there and ``depth(state)`` is the length of the longest
+suffix of what was read that is still a prefix of some pattern: only those last characters can take part
+in an occurrence that has not ended yet.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ class Automaton:
         self._goto: list[dict[str, int]] = [{}]
         self._fail: list[int] = [0]
         self._out: list[tuple[int, ...]] = [()]
+        self._depth: list[int] = [0]
         own: list[list[int]] = [[]]
         for index, pattern in enumerate(self.patterns):
             if not pattern:
@@ -34,6 +40,7 @@ class Automaton:
                     self._goto.append({})
                     self._fail.append(0)
                     self._out.append(())
+                    self._depth.append(self._depth[state] + 1)
                     own.append([])
                 state = nxt
             own[state].append(index)
@@ -62,6 +69,21 @@ class Automaton:
     def max_length(self) -> int:
         """The length of the longest pattern (0 when there is none)."""
         return max(map(len, self.patterns), default=0)
+
+    def step(self, state: int, ch: str) -> int:
+        """The state after reading ``ch`` in ``state``."""
+        goto, fail = self._goto, self._fail
+        while state and ch not in goto[state]:
+            state = fail[state]
+        return goto[state].get(ch, 0)
+
+    def depth(self, state: int) -> int:
+        """How many of the last characters read could still begin or continue an occurrence."""
+        return self._depth[state]
+
+    def matches(self, state: int) -> tuple[int, ...]:
+        """The indexes of the patterns that end at ``state``."""
+        return self._out[state]
 
     def find_all(self, text: str, start: int = 0) -> Iterator[tuple[int, int, int]]:
         """``(start, end, pattern index)`` for every occurrence in ``text[start:]``."""

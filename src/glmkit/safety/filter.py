@@ -43,7 +43,7 @@ def fold(text: str) -> str:
     """Lower case and half-width ASCII, one character for one (offsets into ``text`` stay valid)."""
     out = text.translate(_FULL_TO_HALF)
     low = out.lower()
-    if len(low) == len(out):
+    if len(low) == len(out) and "Σ" not in out:  # Σ lowers by context (ς at a word's end): per character
         return low
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in out)  # e.g. 'İ' lowers to 2 characters
 
@@ -199,50 +199,97 @@ class ContentFilter:
 class StreamFilter:
     """The filter over a text that arrives in pieces (a streamed reply).
 
-    ``feed(piece)`` returns the text that is safe to send now: the last ``max_length`` characters are
-    held back (a word may still be completing, or a word boundary still unknown). Once a ``block``
-    category is hit, ``blocked`` is set and nothing more is released. ``close()`` releases the rest."""
+    ``feed(piece)`` returns the text that is safe to send now. Only what could still become part of a hit
+    is held back: the longest tail of the text that begins a listed word or an allowed phrase (the depth
+    of both automata's states, kept from piece to piece), so ordinary text streams as it comes and a word
+    split across pieces is still found. A hit is decided once it starts before that tail: its right
+    boundary is then known (the next character has arrived) and so is every allowed phrase that could
+    cover it. Once a ``block`` category is hit, ``blocked`` is set and nothing more is released.
+    ``close()`` releases the rest. The pieces joined give exactly what ``ContentFilter.check`` gives for
+    the whole text (or, when blocked, a prefix of it that stops before the blocked word)."""
 
     def __init__(self, content_filter: ContentFilter) -> None:
         self.filter = content_filter
-        self.hold = content_filter.max_length + 1
         self.text = ""  # everything fed so far
+        self.folded = ""  # ``text`` folded, one character for one
         self.sent = 0  # characters of ``text`` released
         self.hits: dict[tuple[int, int], Hit] = {}
         self.blocked: list[str] = []
+        self._state = 0  # the word automaton's state after ``folded``
+        self._allow_state = 0
+        self._allowed: list[tuple[int, int]] = []  # allowed-phrase occurrences that may still cover a hit
+        self._pending: list[Hit] = []  # occurrences not decided yet
+        self._masks: list[tuple[int, int]] = []  # decided ``mask`` hits that reach past ``sent``
 
     def feed(self, piece: str) -> str:
         self.text += piece
+        if self.blocked:
+            return ""
+        self._scan(piece)
         return self._release(final=False)
 
     def close(self) -> str:
         return self._release(final=True)
 
+    @property
+    def held(self) -> int:
+        """How many characters are held back now."""
+        return len(self.text) - self.sent
+
+    def _scan(self, piece: str) -> None:
+        f = self.filter
+        matcher, allow, words, categories = f._matcher, f._allow, f._words, f._categories
+        folded = fold(piece)
+        base = len(self.folded)
+        self.folded += folded
+        probe, state, astate, use_allow = self.folded, self._state, self._allow_state, len(allow) > 0
+        for j, ch in enumerate(folded):
+            end = base + j + 1
+            state = matcher.step(state, ch)
+            for i in matcher.matches(state):
+                word = words[i]
+                start = end - len(word)
+                if _is_word_char(word[0]) and start > 0 and _is_word_char(probe[start - 1]):
+                    continue
+                self._pending.append(Hit(categories[i], start, end, word))
+            if use_allow:
+                astate = allow.step(astate, ch)
+                self._allowed.extend((end - len(allow.patterns[i]), end) for i in allow.matches(astate))
+        self._state, self._allow_state = state, astate
+
+    def _counts(self, h: Hit, n: int, probe: str) -> bool:
+        """A decided occurrence is a hit: a word character does not follow it, no allowed phrase covers it."""
+        if _is_word_char(h.word[-1]) and h.end < n and _is_word_char(probe[h.end]):
+            return False
+        return not any(s <= h.start and h.end <= e for s, e in self._allowed)
+
     def _release(self, final: bool) -> str:
         if self.blocked:
             return ""
-        lo = max(0, self.sent - self.hold)
-        cut = len(self.text) if final else max(self.sent, len(self.text) - self.hold)
-        # a hit that starts before ``cut`` is complete and its boundaries are known (it ends before the
-        # held-back tail); hits that start later are looked at again next time. Hits that end before
-        # ``sent`` were handled then (and at the window's edge their left boundary is not known).
-        ready = [
-            Hit(h.category, h.start + lo, h.end + lo, h.word)
-            for h in self.filter.find(self.text[lo:])
-            if h.start + lo < cut and h.end + lo > self.sent
-        ]
+        f, n, probe = self.filter, len(self.text), self.folded
+        if final:
+            cut = n
+        else:
+            tail = f._matcher.depth(self._state)
+            if len(f._allow):
+                tail = max(tail, f._allow.depth(self._allow_state))
+            cut = max(self.sent, n - tail)
+        # An occurrence that starts before ``cut`` ended before the held tail, so the character after it
+        # is known, and an allowed phrase covering it would have to start no later than it: none is in
+        # progress there, so every such phrase has been seen.
+        ready = [h for h in self._pending if h.start < cut and self._counts(h, n, probe)]
+        self._pending = [h for h in self._pending if h.start >= cut]
         for h in ready:
             self.hits.setdefault((h.start, h.end), h)
-        blocked = sorted({h.category for h in ready if self.filter.action_for(h.category) == "block"})
+        blocked = sorted({h.category for h in ready if f.action_for(h.category) == "block"})
         if blocked:
             self.blocked = blocked
             return ""
-        masked = [
-            (max(h.start, self.sent) - self.sent, min(h.end, cut) - self.sent)
-            for h in ready
-            if self.filter.action_for(h.category) == "mask"
-        ]
-        out = mask_spans(self.text[self.sent : cut], masked)
+        self._masks.extend((h.start, h.end) for h in ready if f.action_for(h.category) == "mask")
+        spans = [(max(s, self.sent) - self.sent, min(e, cut) - self.sent) for s, e in self._masks if s < cut]
+        out = mask_spans(self.text[self.sent : cut], spans)
+        self._masks = [(s, e) for s, e in self._masks if e > cut]
+        self._allowed = [(s, e) for s, e in self._allowed if e > cut]
         self.sent = cut
         return out
 
