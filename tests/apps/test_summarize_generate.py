@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from fakes import ScriptedEngine
 from glmkit.apps.generate import Generator, check, poem_lines
-from glmkit.apps.summarize import Summarizer, extractive, lead
-from glmkit.errors import InvalidRequestError
+from glmkit.apps.summarize import CallCache, Summarizer, extractive, lead, pieces, prefilter
+from glmkit.errors import CancelledError, InvalidRequestError
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
-from glmkit.types import TextDelta
+from glmkit.types import CancelToken, TextDelta
 
 ARTICLE = (
     "长城是中国古代的军事防御工程。它东起山海关，西至嘉峪关。长城修建的历史可以追溯到春秋战国时期。"
@@ -103,8 +108,10 @@ def test_map_calls_run_concurrently_with_progress() -> None:
     s = Summarizer(model, piece_chars=300, concurrency=4).summarize(
         ARTICLE * 12, progress=lambda d, t, stage: seen.append((d, t, stage))
     )
-    level1 = [x for x in seen if x[2] == "level 1"]
-    assert level1[0][0] == 0 and level1[-1][0] == level1[-1][1] == s.pieces
+    tree = [x for x in seen if x[2] != "final"]
+    assert tree[0] == (0, tree[0][1], "map") and [d for d, _, _ in tree] == list(range(len(tree)))
+    assert tree[-1][0] == tree[-1][1] == s.calls - 1  # every call of the tree, then the final one
+    assert sum(1 for x in tree if x[2] == "map") == s.pieces + 1
     assert s.calls == len(engine.prompts) and seen[-1][2] == "final"
 
 
@@ -215,3 +222,127 @@ def test_the_final_summary_keeps_to_the_length_asked_for() -> None:
     one_long, _ = scripted("\n" + "长" * 200)  # no sentence end at all: cut at the hard limit
     cut = Summarizer(one_long).summarize(ARTICLE, max_chars=50)
     assert cut.text == "长" * 60 and cut.trimmed
+
+
+# -- the reduction tree: budgets, a full batch, checkpoints, cancelling, the prefilter ------------------------
+class CountingEngine(ScriptedEngine):
+    """Replies that take a little time and differ by prompt (so that no two calls of a tree are alike),
+    counting how many calls are in flight at once; the ``fail_at``-th call raises."""
+
+    def __init__(self, reply: str, fail_at: int | None = None, delay: float = 0.01) -> None:
+        super().__init__([reply], n_ctx=8192)
+        self.delay, self.fail_at = delay, fail_at
+        self.active = self.peak = self.calls = 0
+        self.lock = threading.Lock()
+
+    def generate(self, prompt_ids, sampling, stop_ids, cancel=None):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.calls += 1
+            if self.fail_at is not None and self.calls == self.fail_at:
+                raise RuntimeError("the engine died")
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(self.delay)
+            reply = self.tokenizer.encode(f"\n要点{sum(prompt_ids) % 9973}。")
+            for n, tid in enumerate(reply):
+                if n >= sampling.max_tokens or (cancel is not None and cancel.cancelled):
+                    return
+                yield tid
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def counting(reply: str = "\n要点。", **kw: Any) -> tuple[EngineChatModel, CountingEngine]:
+    engine = CountingEngine(reply, **kw)
+    return EngineChatModel(engine, ChatGLM3Format(), name="fake"), engine
+
+
+def test_partial_budgets_follow_the_share_and_every_group_fits_a_piece() -> None:
+    model, _ = scripted("\nx")
+    sm = Summarizer(model, piece_chars=1500)
+    assert sm._budget(0.5, 300) == 375 and sm._budget(0.01, 300) == 80  # capped, floored
+    assert sm._budget(0.25, 300) == 300
+    parts = pieces(ARTICLE * 690, 1500)  # ~59 pieces, as in an 88k-character file
+    nodes, top = sm._plan(parts, 300)
+    assert len([n for n in nodes if n.level == 1]) == len(parts) >= 50
+    assert max(n.level for n in nodes) >= 2
+    for n in nodes:
+        if n.children:
+            assert sum(nodes[c].budget + 1 for c in n.children) <= 1500 and len(n.children) >= 2
+            assert abs(n.share - sum(nodes[c].share for c in n.children)) < 1e-9
+    assert sum(nodes[i].budget + 1 for i in top) <= 1500
+    assert abs(sum(nodes[i].share for i in top) - 1) < 1e-9
+    # the old fixed budget asked 375 characters of each of 58 pieces; the tree asks far fewer in all
+    assert sum(n.budget for n in nodes) < 0.4 * 375 * len(parts)
+
+
+def test_every_piece_is_queued_at_once_so_the_batch_stays_full() -> None:
+    model, engine = counting(delay=0.03)
+    seen: list[str] = []
+    s = Summarizer(model, piece_chars=300, concurrency=8).summarize(
+        ARTICLE * 40, progress=lambda d, t, stage: seen.append(stage)
+    )
+    assert s.pieces >= 16 and engine.peak == 8  # all eight sequences busy
+    # a group is reduced as soon as its pieces are done, before the pieces still waiting
+    first_reduce = next(i for i, x in enumerate(seen) if x.startswith("reduce"))
+    last_map = max(i for i, x in enumerate(seen) if x == "map")
+    assert first_reduce < last_map
+    assert s.calls == engine.calls
+
+
+def test_concurrency_defaults_to_the_engines_sequences() -> None:
+    model, engine = counting()
+    engine.n_seq_max = 6  # type: ignore[attr-defined]
+    assert Summarizer(model).concurrency == 6
+    plain, _ = scripted("\nx")
+    assert Summarizer(plain).concurrency == 4
+
+
+def test_a_killed_run_resumes_from_the_calls_that_finished(tmp_path: Path) -> None:
+    text = "".join(f"这是第{i}部分。{ARTICLE}" for i in range(30))
+    path = tmp_path / "ck.jsonl"
+    model, _engine = counting(fail_at=9)
+    with pytest.raises(RuntimeError, match="died"):
+        Summarizer(model, piece_chars=300, concurrency=2, cache=CallCache(path)).summarize(text)
+    kept = len(CallCache(path))
+    assert 1 <= kept <= 9  # eight before the failure, and the other worker's call in flight
+    with path.open("ab") as f:
+        f.write(b'{"key": "torn')  # a kill in the middle of a line
+    model2, engine2 = counting()
+    s = Summarizer(model2, piece_chars=300, concurrency=2, cache=CallCache(path)).summarize(text)
+    fresh, _ = counting()
+    whole = Summarizer(fresh, piece_chars=300, concurrency=2).summarize(text)
+    assert s.reused == kept and s.text == whole.text
+    assert engine2.calls == whole.calls - kept  # only what had not finished was asked again
+    assert len(CallCache(path)) == whole.calls - 1  # the torn line is ignored, ours start on new lines
+
+
+def test_cancel_stops_the_tree_and_its_workers() -> None:
+    model, engine = counting(delay=0.02)
+    cancel = CancelToken()
+    before = threading.active_count()
+
+    def progress(done: int, total: int, stage: str) -> None:
+        if done >= 3:
+            cancel.cancel()
+
+    with pytest.raises(CancelledError):
+        Summarizer(model, piece_chars=300, concurrency=4).stream(ARTICLE * 40, progress=progress, cancel=cancel)
+    assert engine.calls < 20 and threading.active_count() == before
+
+
+def test_prefilter_keeps_central_sentences_and_the_model_reads_less() -> None:
+    text = ARTICLE * 20
+    kept = prefilter(text, 0.4)
+    assert 0.3 * len(text) <= len(kept) <= 0.55 * len(text)
+    sents = [x for x in kept.split("。") if x]
+    assert all(x + "。" in ARTICLE for x in sents)  # whole sentences of the text
+    full, _e1 = scripted("\n要点。")
+    short, _e2 = scripted("\n要点。")
+    a = Summarizer(full, piece_chars=400).summarize(text)
+    b = Summarizer(short, piece_chars=400, prefilter=0.4).summarize(text)
+    assert b.pieces < a.pieces and b.prompt_tokens < 0.7 * a.prompt_tokens
+    with pytest.raises(InvalidRequestError, match="prefilter"):
+        Summarizer(full, prefilter=2.0)

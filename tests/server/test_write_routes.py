@@ -73,3 +73,28 @@ def test_generate_templates_and_checks(fake_server) -> None:  # type: ignore[no-
         assert r.status_code == 404 and "kind must be one of" in r.json()["error"]["message"]
         r = httpx.post(f"{url}/v1/generate", json={"kind": "poem", "topic": "春", "retries": 99})
         assert r.status_code == 422 and r.json()["error"]["param"] == "retries"
+
+
+def test_summarize_stream_reports_progress_and_stops_when_the_client_leaves(fake_server) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    long = ARTICLE * 10  # ~16 pieces; each call takes ~0.3 s on the slow engine
+    with fake_server(("\n长城是古代防御工程。",), delay=0.03) as (url, engine, _keys):
+        with httpx.stream("POST", f"{url}/v1/summarize", json={"text": long, "stream": True}, timeout=60) as s:
+            lines = s.iter_lines()
+            progress = []
+            for line in lines:
+                if line.startswith("data: {"):
+                    ev = json.loads(line[6:])
+                    progress.append(ev)
+                    if ev["type"] == "progress" and ev["done"] >= 2:
+                        break
+        # the client is gone: the calls in flight end at their next token and no new one starts
+        assert progress[0]["type"] == "progress" and progress[0]["done"] == 0 and progress[0]["total"] > 10
+        assert "eta_s" in progress[-1] and progress[-1]["elapsed_s"] > 0
+        deadline = time.monotonic() + 10
+        while engine.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        calls = len(engine.prompts)
+        time.sleep(1.0)
+        assert engine.active == 0 and len(engine.prompts) == calls < progress[0]["total"]

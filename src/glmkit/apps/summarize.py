@@ -4,9 +4,14 @@
 document order; a long document is ranked window by window and the window winners ranked again, so the
 cost stays linear in the document. ``Summarizer`` with a model works within the model's context:
 
-- ``map_reduce`` (default): the document is cut at sentence ends into pieces that fit the context; each
-  piece is summarised (several at once — the engine decodes them in one batch), then the partial
-  summaries are cut and summarised again, level by level, until one call can write the final summary.
+- ``map_reduce`` (default): the document is cut at sentence ends into pieces that fit the context. The
+  reduction tree is planned up front: each piece's partial summary gets a length from its share of the
+  document and of the final summary (not a fixed one), and consecutive partials are grouped into the
+  next level's pieces. Every piece is submitted at once, so the engine's batch stays full (all its
+  sequences busy until the queue drains); a group is reduced as soon as its own pieces are done, before
+  pieces still waiting. With ``prefilter``, TextRank first keeps the most central sentences, so the model
+  reads less. Every call's result can be kept in a ``CallCache`` file: a run killed at any point resumes
+  from the calls that finished.
 - ``refine``: the pieces are read in order, each call updating the running summary with the next piece.
 
 Modes: ``news`` (a one-sentence headline), ``doc`` (key points), ``paper`` (背景 / 方法 / 结果 / 结论).
@@ -14,12 +19,17 @@ Length: ``max_chars`` or ``sentences``. The final pass streams."""
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import itertools
+import json
+import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from glmkit.errors import CancelledError, ContextOverflowError, InvalidRequestError, PayloadTooLargeError
 from glmkit.kb.splitter import sentences
@@ -36,6 +46,8 @@ MAX_LLM_INPUT_CHARS = 1_000_000  # model summaries: beyond this the number of mo
 PIECE_CHARS = 1500  # the most one map call reads; less when the context is small
 TEXTRANK_WINDOW = 200  # sentences ranked together; longer documents are ranked window by window
 Progress = Callable[[int, int, str], None]
+SHARE_FACTOR = 4  # the partials the final call reads add up to about this many times the final length
+MIN_PARTIAL = 80  # no partial summary is asked to be shorter (a few sentences)
 
 INSTRUCTIONS: dict[str, str] = {
     "news": "用一句话为下面的内容写一个新闻标题式的概括，{length}：",
@@ -123,6 +135,7 @@ class Summary:
     pieces: int = 0
     levels: int = 0
     calls: int = 0
+    reused: int = 0  # calls whose result came from the checkpoint of an earlier, interrupted run
     prompt_tokens: int = 0
     completion_tokens: int = 0
     trimmed: bool = False  # the model wrote past the length asked for; the excess was not kept
@@ -151,10 +164,9 @@ def check_text(text: str, limit: int = MAX_INPUT_CHARS) -> str:
     return text
 
 
-def _textrank(token_sets: Sequence[set[str]], n: int) -> list[int]:
-    """Indices of the ``n`` most central sentences (TextRank: shared words over the log lengths as edge
-    weights, PageRank with damping 0.85), in document order. Numpy: a window of 200 sentences is a few
-    milliseconds."""
+def _textrank_scores(token_sets: Sequence[set[str]]) -> Any:
+    """TextRank centrality of each sentence: shared words over the log lengths as edge weights, PageRank
+    with damping 0.85. Numpy: a window of 200 sentences is a few milliseconds."""
     import numpy as np
 
     size = len(token_sets)
@@ -179,8 +191,38 @@ def _textrank(token_sets: Sequence[set[str]], n: int) -> list[int]:
     score = np.ones(size)
     for _ in range(30):
         score = 0.15 + 0.85 * (transition.T @ score)
-    order = sorted(range(size), key=lambda i: (-score[i], i))
+    return score
+
+
+def _textrank(token_sets: Sequence[set[str]], n: int) -> list[int]:
+    """Indices of the ``n`` most central sentences, in document order."""
+    score = _textrank_scores(token_sets)
+    order = sorted(range(len(token_sets)), key=lambda i: (-score[i], i))
     return sorted(order[:n])
+
+
+def prefilter(text: str, keep: float = 0.5) -> str:
+    """The most central sentences of ``text`` (TextRank, window by window of 200 sentences), in document
+    order, about ``keep`` of its characters: what a model summary is then asked to read."""
+    if not 0.05 <= keep <= 1.0:
+        raise InvalidRequestError(f"prefilter must be within [0.05, 1], got {keep}", param="prefilter")
+    sents = sentences(text)
+    if keep >= 1.0 or len(sents) < 4:
+        return text
+    kept: list[str] = []
+    for start in range(0, len(sents), TEXTRANK_WINDOW):
+        window = sents[start : start + TEXTRANK_WINDOW]
+        score = _textrank_scores([set(tokens(x)) for x in window])
+        want = keep * sum(map(len, window))
+        chosen: set[int] = set()
+        got = 0
+        for i in sorted(range(len(window)), key=lambda i: (-score[i], i)):
+            if got >= want:
+                break
+            chosen.add(i)
+            got += len(window[i])
+        kept.extend(window[i] for i in sorted(chosen))
+    return "".join(kept)
 
 
 def extractive(text: str, n: int = 3) -> str:
@@ -228,6 +270,82 @@ def pieces(text: str, size: int) -> list[str]:
     return out
 
 
+def _sequences_of(model: ChatModel) -> int | None:
+    n = getattr(getattr(model, "engine", None), "n_seq_max", None)
+    return n if isinstance(n, int) and n > 0 else None
+
+
+class CallCache:
+    """The results of finished model calls, one JSON line each (appended, flushed and synced as each call
+    ends), keyed by what the call was asked. A summary killed at any point resumes from the calls that
+    finished; a line torn by the kill is ignored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._done: dict[str, str] = {}
+        self._lock = threading.Lock()
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("key"), str) and isinstance(obj.get("text"), str):
+                self._done[obj["key"]] = obj["text"]
+        self._torn = bool(raw) and not raw.endswith(b"\n")
+
+    @staticmethod
+    def key(*parts: object) -> str:
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._done.get(key)
+
+    def put(self, key: str, text: str) -> None:
+        line = json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n"
+        with self._lock:
+            self._done[key] = text
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                if self._torn:  # the killed run's last line never ended: start ours on a line of its own
+                    f.write("\n")
+                    self._torn = False
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def remove(self) -> None:
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+
+
+def checkpoint_path(home: Path, text: str, **options: object) -> Path:
+    """Where the calls of one summary of ``text`` with ``options`` are kept until it completes."""
+    key = CallCache.key(hashlib.sha256(text.encode()).hexdigest(), sorted((k, str(v)) for k, v in options.items()))
+    return home / "summaries" / "checkpoints" / f"{key[:32]}.jsonl"
+
+
+@dataclass
+class _Node:
+    """One call of the reduction tree: a piece (level 1) or a group of the level below's partials."""
+
+    level: int
+    budget: int  # characters its partial summary may have
+    share: float  # the fraction of the document under it
+    piece: str = ""
+    children: list[int] = field(default_factory=list)
+    parent: int | None = None
+    left: int = 0  # children not done yet
+    out: str | None = None
+
+
 def _context_of(model: ChatModel) -> int | None:
     engine = getattr(model, "engine", None)
     info = getattr(engine, "info", None)
@@ -236,23 +354,39 @@ def _context_of(model: ChatModel) -> int | None:
 
 
 class Summarizer:
-    """Summaries by a chat model, within its context. ``concurrency`` map calls run at once (the
-    llama.cpp engine decodes them together in one batch)."""
+    """Summaries by a chat model, within its context. ``concurrency`` calls are in flight at once: by
+    default as many as the engine decodes together (its ``n_seq_max``), 4 for a remote model. ``cache``
+    keeps every finished call (see ``CallCache``); ``prefilter`` (0.05–1) is the share of characters
+    TextRank keeps before the model reads the document."""
 
-    def __init__(self, model: ChatModel, piece_chars: int | None = None, concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        piece_chars: int | None = None,
+        concurrency: int | None = None,
+        cache: CallCache | None = None,
+        prefilter: float | None = None,
+    ) -> None:
         self.model = model
         n_ctx = _context_of(model)
         fit = PIECE_CHARS if n_ctx is None else max(200, min(PIECE_CHARS, n_ctx - 900))
         self.piece_chars = piece_chars or fit
         if self.piece_chars < 100:
             raise InvalidRequestError("piece_chars must be at least 100", param="piece_chars")
-        if not 1 <= concurrency <= 32:
-            raise InvalidRequestError("concurrency must be within [1, 32]", param="concurrency")
+        if concurrency is None:
+            concurrency = _sequences_of(model) or 4
+        if not 1 <= concurrency <= 64:
+            raise InvalidRequestError("concurrency must be within [1, 64]", param="concurrency")
+        if prefilter is not None and not 0.05 <= prefilter <= 1.0:
+            raise InvalidRequestError(f"prefilter must be within [0.05, 1], got {prefilter}", param="prefilter")
         self.concurrency = concurrency
+        self.cache = cache
+        self.prefilter = prefilter
         self._lock = threading.Lock()
-        # a partial summary: a quarter of its piece; its token budget holds that many characters and a
-        # little more (a Chinese character is at most one token here), so a rambling model is cut off
-        self.partial_chars = max(80, min(400, self.piece_chars // 4))
+        # the longest partial summary: a quarter of its piece (a third for tiny pieces, so that at least two
+        # fit in the next piece); its token budget holds that many characters and a little more (a Chinese
+        # character is at most one token here), so a rambling model is cut off
+        self.partial_chars = max(min(MIN_PARTIAL, self.piece_chars // 3), min(400, self.piece_chars // 4))
         self._cancel: CancelToken | None = None
 
     def stream(
@@ -270,7 +404,7 @@ class Summarizer:
         """Summarise ``text``: the map and reduce calls run here; the final call streams from the
         returned iterator (``Summary.text`` is complete once it is exhausted). ``cancel`` stops the work
         at the next token (CancelledError)."""
-        self._cancel = cancel
+        self._cancel = cancel if cancel is not None else CancelToken()  # also stopped by Ctrl-C
         if mode not in INSTRUCTIONS:
             raise InvalidRequestError(f"mode must be news, doc or paper, not {mode!r}", param="mode")
         if strategy not in ("map_reduce", "refine"):
@@ -291,27 +425,24 @@ class Summarizer:
         budget = max(64, (sentences or 0) * 80, n * 2)
         summary = Summary(mode=mode, input_chars=len(text), strategy=strategy)
         guard = LengthGuard(n, sentences)
-        parts = pieces(text, self.piece_chars)
+        read = text
+        if self.prefilter is not None and self.prefilter < 1.0 and len(text) > self.piece_chars:
+            read = prefilter(text, self.prefilter)
+        parts = pieces(read, self.piece_chars)
         summary.pieces = len(parts)
-        partial_len = f"不超过{self.partial_chars}个字"
         if strategy == "refine":
             return summary, self._refine(parts, mode, length, budget, language, summary, progress, guard)
-        while len(parts) > 1 or len(parts[0]) > self.piece_chars:
-            summary.levels += 1
-            done = self._map(parts, partial_len, language, summary, progress)
-            nxt = pieces("\n".join(done), self.piece_chars)
-            if len(nxt) >= len(done) and len(done) > 1:  # no progress: shorten harder
-                nxt = ["\n".join(d[: self.piece_chars // len(done)] for d in done)]
-            parts = nxt
-        summary.partials = parts
+        final_chars = n if sentences is None else sentences * 60
+        top = parts[0] if len(parts) == 1 else self._map_reduce(parts, final_chars, language, summary, progress)
+        summary.partials = [top]
         if progress is not None:
             progress(0, 1, "final")
         return summary, self._final(
             lambda t: self._messages(t, mode, length, language),
-            parts[0],
+            top,
             budget,
             summary,
-            partial_len,
+            f"不超过{self.partial_chars}个字",
             language,
             guard,
         )
@@ -329,31 +460,130 @@ class Summarizer:
             instruction = f"请用{language}写摘要。" + instruction
         return [Message("system", SYSTEM), Message("user", f"{instruction}\n\n{text}")]
 
-    def _map(
-        self, parts: list[str], length: str, language: str | None, s: Summary, progress: Progress | None
-    ) -> list[str]:
+    def _budget(self, share: float, final_chars: int) -> int:
+        """A partial summary's length: its share of the final summary, times SHARE_FACTOR, within
+        [MIN_PARTIAL, partial_chars]."""
+        lo = min(MIN_PARTIAL, self.partial_chars)
+        return max(lo, min(self.partial_chars, round(SHARE_FACTOR * final_chars * share)))
+
+    def _plan(self, parts: list[str], final_chars: int) -> tuple[list[_Node], list[int]]:
+        """The reduction tree: its nodes, and the ones whose partials the final call reads (together at
+        most ``piece_chars``)."""
+        total = sum(map(len, parts)) or 1
+        nodes = [_Node(1, self._budget(len(p) / total, final_chars), len(p) / total, piece=p) for p in parts]
+        level = list(range(len(nodes)))
+
+        def cost(ids: Sequence[int]) -> int:
+            return sum(nodes[i].budget + 1 for i in ids)
+
+        depth = 1
+        while len(level) > 1 and cost(level) > self.piece_chars:
+            depth += 1
+            k = max(2, math.ceil(cost(level) / self.piece_chars))
+            while True:  # as few groups as fit, of nearly equal size (partials <= piece/3: >= 2 fit one)
+                size = math.ceil(len(level) / k)
+                groups = [level[j : j + size] for j in range(0, len(level), size)]
+                if all(cost(g) <= self.piece_chars for g in groups):
+                    break
+                k += 1
+            nxt = []
+            for g in groups:
+                share = sum(nodes[i].share for i in g)
+                nodes.append(_Node(depth, self._budget(share, final_chars), share, children=g, left=len(g)))
+                for i in g:
+                    nodes[i].parent = len(nodes) - 1
+                nxt.append(len(nodes) - 1)
+            level = nxt
+        return nodes, level
+
+    def _map_reduce(
+        self, parts: list[str], final_chars: int, language: str | None, s: Summary, progress: Progress | None
+    ) -> str:
+        """Run the tree: every piece queued at once for ``concurrency`` workers, so the engine's batch stays
+        full; a group is queued as soon as its last child is done and goes before pieces still waiting
+        (deeper levels first). Returns the text of the final call."""
+        nodes, top = self._plan(parts, final_chars)
+        s.levels = max(n.level for n in nodes)
+        cv = threading.Condition()
+        ready = [(-1, i) for i, n in enumerate(nodes) if n.level == 1]
+        heapq.heapify(ready)
+        failed: list[BaseException] = []
         done = 0
-
-        def one(p: str) -> str:
-            nonlocal done
-            out = self._once(p, length, language, s)
-            with self._lock:
-                done += 1
-                if progress is not None:
-                    progress(done, len(parts), f"level {s.levels}")
-            return out
-
+        total = len(nodes)
         if progress is not None:
-            progress(0, len(parts), f"level {s.levels}")
-        if self.concurrency == 1 or len(parts) == 1:
-            return [one(p) for p in parts]
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="glmkit-summarize") as pool:
-            return list(pool.map(one, parts))
+            progress(0, total, "map")
 
-    def _once(self, text: str, length: str, language: str | None, s: Summary) -> str:
+        def work() -> None:
+            nonlocal done
+            while True:
+                with cv:
+                    while not ready and not failed and done < total:
+                        cv.wait()
+                    if failed or not ready or (self._cancel is not None and self._cancel.cancelled):
+                        return
+                    _, nid = heapq.heappop(ready)
+                node = nodes[nid]
+                text = node.piece or "\n".join(nodes[c].out or "" for c in node.children)
+                try:
+                    out = self._partial(text, node.budget, language, s)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    with cv:
+                        failed.append(e)
+                        cv.notify_all()
+                    return
+                with cv:
+                    node.out = out
+                    done += 1
+                    if node.parent is not None:
+                        parent = nodes[node.parent]
+                        parent.left -= 1
+                        if parent.left == 0:
+                            heapq.heappush(ready, (-parent.level, node.parent))
+                    if progress is not None:
+                        progress(done, total, "map" if node.level == 1 else f"reduce {node.level - 1}")
+                    cv.notify_all()
+
+        workers = [
+            threading.Thread(target=work, name=f"glmkit-summarize-{i}", daemon=True)
+            for i in range(min(self.concurrency, len(parts)))
+        ]
+        for w in workers:
+            w.start()
+        try:
+            with cv:
+                while done < total and not failed:
+                    cv.wait(0.5)  # short waits: Ctrl-C reaches this thread
+        except BaseException:
+            if self._cancel is not None:
+                self._cancel.cancel()
+            raise
+        finally:
+            for w in workers:
+                w.join()
+        if failed:
+            raise failed[0]
+        return "\n".join(nodes[i].out or "" for i in top)
+
+    def _partial(self, text: str, budget: int, language: str | None, s: Summary) -> str:
+        """One node's partial summary, from the checkpoint when an earlier run finished it."""
+        length = f"不超过{budget}个字"
+        key = CallCache.key(getattr(self.model, "name", ""), "partial", text, budget, language)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            with self._lock:
+                s.reused += 1
+            return hit
+        out = self._once(text, length, language, s, max_tokens=budget + 32)
+        if self.cache is not None:
+            self.cache.put(key, out)
+        return out
+
+    def _once(
+        self, text: str, length: str, language: str | None, s: Summary, max_tokens: int | None = None
+    ) -> str:
         """One map call; a piece whose tokens overflow the context (dense symbols, rare characters) is
         halved and both halves summarised."""
-        params = SamplingParams(temperature=0, max_tokens=self.partial_chars + 32)
+        max_tokens = max_tokens or self.partial_chars + 32
+        params = SamplingParams(temperature=0, max_tokens=max_tokens)
         self._check_cancel()
         try:
             r = collect(
@@ -366,10 +596,11 @@ class Summarizer:
                 raise
             half = len(text) // 2
             return (
-                self._once(text[:half], length, language, s)
+                self._once(text[:half], length, language, s, max_tokens)
                 + "\n"
-                + self._once(text[half:], length, language, s)
+                + self._once(text[half:], length, language, s, max_tokens)
             )
+        self._check_cancel()  # a call cut short by a cancel is not a result (nor kept in the checkpoint)
         with self._lock:
             s.calls += 1
             s.prompt_tokens += r.prompt_tokens

@@ -27,7 +27,22 @@ def register(sub: Any) -> None:
     s.add_argument("--language", help="write the summary in this language (e.g. English)")
     s.add_argument("--strategy", choices=["map_reduce", "refine"], default="map_reduce")
     s.add_argument("--extractive", action="store_true", help="TextRank sentences, no model")
-    s.add_argument("--concurrency", type=int, default=4, help="map calls decoded together")
+    s.add_argument(
+        "--parallel", type=int, default=8, help="sequences the engine decodes together (a local model)"
+    )
+    s.add_argument("--concurrency", type=int, help="model calls in flight (default: --parallel)")
+    s.add_argument(
+        "--prefilter",
+        type=float,
+        nargs="?",
+        const=0.5,
+        help="TextRank keeps this share of the sentences (default 0.5) before the model reads them",
+    )
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="one long document: reuse the finished calls of a run that was stopped (Ctrl-C or killed)",
+    )
     s.add_argument("--out", type=Path, help="batch mode: write one result per input into this folder")
     s.add_argument("--no-resume", action="store_true", help="batch mode: redo inputs already summarized")
     add_model_args(s)
@@ -96,13 +111,19 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             return _report(args, report.as_dict())
         return _each(args, run_extractive)
 
-    from glmkit.apps.summarize import Summarizer
+    from glmkit.apps.summarize import CallCache, Summarizer, checkpoint_path
     from glmkit.runtime.models import load_chat_model
     from glmkit.types import TextDelta
 
-    model = load_chat_model(settings=settings_from(args))
+    settings = settings_from(args)
+    if not 1 <= args.parallel <= 64:
+        raise InvalidRequestError(f"--parallel must be within [1, 64], got {args.parallel}")
+    settings = settings.model_copy(update={"n_seq_max": args.parallel})
+    model = load_chat_model(settings=settings)
     try:
-        summarizer = Summarizer(model, concurrency=args.concurrency)
+        summarizer = Summarizer(
+            model, concurrency=args.concurrency or args.parallel, prefilter=args.prefilter
+        )
         kw = {
             "mode": args.mode,
             "max_chars": args.max_chars,
@@ -110,10 +131,19 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             "language": args.language,
             "strategy": args.strategy,
         }
+        def checkpoint(text: str, resume: bool) -> CallCache:
+            """The calls of this document's summary, kept until it completes (resumed when asked)."""
+            path = checkpoint_path(settings.home, text, model=model.name, prefilter=args.prefilter, **kw)
+            if not resume:
+                path.unlink(missing_ok=True)
+            return CallCache(path)
+
         if batch:
 
             def run_llm(text: str) -> dict[str, Any]:
+                summarizer.cache = checkpoint(text, resume=not args.no_resume)
                 s = summarizer.summarize(text, **kw)
+                summarizer.cache.remove()
                 return {"summary": s.text} | s.as_dict()
 
             report = summarize_batch(
@@ -125,10 +155,20 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         for name, path in docs:
             try:
                 text = sys.stdin.read() if path is None else read_document(path)
+                summarizer.cache = checkpoint(text, resume=args.resume)
                 summary, deltas = summarizer.stream(text, progress=lambda d, t, stage: bar(d, t, stage), **kw)
                 for d in deltas:
                     if not args.json and isinstance(d, TextDelta):
                         print(d.text, end="", flush=True)
+                summarizer.cache.remove()
+            except KeyboardInterrupt:
+                kept = len(summarizer.cache) if summarizer.cache is not None else 0
+                print(
+                    f"\nglmkit: {name}: stopped; {kept} finished model calls are kept: run the same command "
+                    "with --resume to go on from them",
+                    file=sys.stderr,
+                )
+                return 130
             except GlmkitError as e:
                 failed += 1
                 _emit(args, {"source": name, "error": e.message}, f"glmkit: {name}: {e.message}", err=True)

@@ -13,6 +13,7 @@ import json
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
@@ -97,6 +98,8 @@ async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any
     box: dict[str, Any] = {}
     end = object()
 
+    started = time.monotonic()
+
     def work() -> None:
         try:
             summary, deltas = summarizer.stream(
@@ -107,7 +110,7 @@ async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any
                 language=opts.language,
                 strategy=opts.strategy,
                 progress=lambda d, t, stage: events.put(
-                    {"type": "progress", "done": d, "total": t, "stage": stage}
+                    {"type": "progress", "done": d, "total": t, "stage": stage} | _timing(started, d, t)
                 ),
                 cancel=cancel,
             )
@@ -169,6 +172,15 @@ async def _summarize(text: str, opts: SummarizeOptions, request: Request) -> Any
         yield b"data: [DONE]\n\n"
 
     return _sse(stream())
+
+
+def _timing(started: float, done: int, total: int) -> dict[str, float]:
+    """Seconds so far and, once a call is done, the seconds left at the rate so far."""
+    elapsed = time.monotonic() - started
+    out = {"elapsed_s": round(elapsed, 1)}
+    if 0 < done < total:
+        out["eta_s"] = round(elapsed / done * (total - done), 1)
+    return out
 
 
 def _ev(obj: dict[str, Any]) -> bytes:

@@ -1,0 +1,133 @@
+"""``glmkit summarize`` on a long document as a user runs it: a real process against an OpenAI-compatible
+peer, stopped with Ctrl-C and killed with SIGKILL mid-way, then resumed with --resume: only the calls
+that had not finished are asked again, and the summary is the one an unbroken run writes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from servers import serve
+
+SECTION = (
+    "长城是中国古代的军事防御工程。它东起山海关，西至嘉峪关。长城修建的历史可以追溯到春秋战国时期。"
+    "秦始皇统一中国后，把各国长城连接起来。明朝对长城进行了大规模的重修。今天的长城是世界文化遗产。"
+)
+
+
+class SlowPeer:
+    """Answers each chat request after ``delay`` seconds with a reply that depends on what it was asked."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.bodies: list[dict[str, Any]] = []
+        self.app = FastAPI()
+
+        @self.app.get("/v1/models")
+        async def models() -> Any:
+            return {"object": "list", "data": [{"id": "peer", "object": "model"}]}
+
+        @self.app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Any:
+            body = await request.json()
+            await asyncio.sleep(self.delay)
+            self.bodies.append(body)
+            asked = json.dumps(body["messages"], ensure_ascii=False).encode()
+            reply = f"要点{int(hashlib.sha256(asked).hexdigest()[:6], 16) % 9973}。"
+
+            async def events() -> AsyncIterator[bytes]:
+                yield f"data: {json.dumps({'choices': [{'delta': {'content': reply}}]})}\n\n".encode()
+                yield f"data: {json.dumps({'choices': [{'delta': {}, 'finish_reason': 'stop'}]})}\n\n".encode()
+                usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+                yield f"data: {json.dumps(usage)}\n\n".encode()
+                yield b"data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[str, SlowPeer]]:
+    p = SlowPeer(delay=0.15)
+    with serve(p.app) as url:
+        yield f"openai:{url}/v1#peer", p
+
+
+def summarize(home: Path, doc: Path, model: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "GLMKIT_HOME": str(home)}
+    cmd = [sys.executable, "-m", "glmkit", "summarize", str(doc), "--model", model, "--json"]
+    cmd += ["--concurrency", "2", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop_after(proc: subprocess.Popen[str], p: SlowPeer, calls: int, sig: int) -> tuple[int, str]:
+    deadline = time.monotonic() + 60
+    while len(p.bodies) < calls:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the summary never reached its calls"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_stopped_or_killed_summaries_resume_from_the_finished_calls(
+    peer: tuple[str, SlowPeer], tmp_path: Path
+) -> None:
+    model, p = peer
+    doc = tmp_path / "long.txt"
+    doc.write_text("".join(f"第{i}节。{SECTION}" for i in range(150)), encoding="utf-8")
+    home = tmp_path / "home"
+    checkpoints = home / "summaries" / "checkpoints"
+
+    # an unbroken run: how many calls the summary takes, and what it says
+    whole = summarize(home, doc, model)
+    out, err = whole.communicate(timeout=120)
+    assert whole.returncode == 0, err
+    want = json.loads(out)
+    total = len(p.bodies)
+    assert want["calls"] == total and want["pieces"] >= 6 and want["reused"] == 0
+    assert not list(checkpoints.glob("*.jsonl"))  # a finished summary leaves no checkpoint
+
+    # Ctrl-C: a clean stop that says how to go on
+    p.bodies.clear()
+    rc, err = stop_after(summarize(home, doc, model), p, 4, signal.SIGINT)
+    assert rc == 130 and "--resume" in err and "Traceback" not in err, err
+    (ck,) = checkpoints.glob("*.jsonl")
+    kept = sum(1 for _ in ck.open(encoding="utf-8"))
+    assert kept >= 3
+
+    # then SIGKILL in the middle of the resumed run: nothing of the finished calls is lost
+    p.bodies.clear()
+    rc, _ = stop_after(summarize(home, doc, model, "--resume"), p, 3, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    again = sum(1 for line in ck.open(encoding="utf-8") if line.strip())
+    assert again >= kept + 2
+
+    # and the last resume asks only for what had not finished, and writes the same summary
+    p.bodies.clear()
+    last = summarize(home, doc, model, "--resume")
+    out, err = last.communicate(timeout=120)
+    assert last.returncode == 0, err
+    got = json.loads(out)
+    assert got["summary"] == want["summary"]
+    assert got["reused"] >= again - 1 and len(p.bodies) == total - got["reused"]
+    assert not ck.exists()
+
+    # without --resume a new run starts from nothing
+    p.bodies.clear()
+    fresh = summarize(home, doc, model)
+    out, _ = fresh.communicate(timeout=120)
+    assert json.loads(out)["reused"] == 0 and len(p.bodies) == total
