@@ -1,9 +1,20 @@
-"""Serving throughput: glmkit serve vs llama-cpp-python's own server, same GGUF, same threads, one run.
+"""Serving throughput: glmkit serve against llama.cpp's own llama-server and llama-cpp-python's server,
+same GGUF, same threads, same client and prompts, one server after the other in one run.
 
 For 1, 4 and 8 concurrent streaming clients, each client sends ``--rounds`` chat requests back to back
 (greedy, ``--max-tokens`` each, distinct Chinese prompts). Reported per server and concurrency:
-aggregate decode tokens/s (completion tokens of all requests / wall time) and time to first token
-(first content chunk) p50/p95. The two servers run one after the other, never together.
+aggregate decode tokens/s (completion tokens of all requests / wall time), time to first token (first
+content chunk) p50/p95, the time between tokens, content chunks per token, and streams completed (a
+finish reason and ``[DONE]`` seen). glmkit runs twice: with its content filter at the default (``flag``,
+every shipped word list scanning the stream) and with it off, so the filter's cost is measured too.
+
+Peers: ``llama-server`` (continuous batching: ``-np 8 -c 8192 -t 2``; built once by
+``bench/build_llama_server.sh`` from the llama.cpp vendored in the pinned llama-cpp-python sdist, or
+``--llama-server PATH``) and ``python -m llama_cpp.server`` (one request at a time).
+
+This machine's speed drifts by ±15% from minute to minute, so ``--repeats`` rounds run every server once
+each, in a rotated order, and the table shows each figure's median over the rounds (every round is in
+the JSON).
 
     .venv/bin/python bench/serve.py            # table on stdout, JSON in bench/results/serve.json
 """
@@ -13,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,16 +54,11 @@ def prompt(i: int) -> str:
 
 
 @contextmanager
-def glmkit_server(threads: int, parallel: int) -> Iterator[str]:
-    port = free_port()
-    home = tempfile.mkdtemp(prefix="glmkit-bench-")
-    env = {**os.environ, "GLMKIT_HOME": home, "GLMKIT_RATE_LIMIT_RPM": "0"}
-    cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
-    cmd += ["--parallel", str(parallel), "--ctx", "2048"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
+def process(cmd: list[str], base: str, what: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; a pipe could fill and block the server
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        wait_ready(proc, base, 120, "glmkit serve")
+        wait_ready(proc, base, 180, what, log)
         yield base
     finally:
         proc.terminate()
@@ -59,10 +66,40 @@ def glmkit_server(threads: int, parallel: int) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
-def one_request(base: str, model: str, i: int, max_tokens: int) -> tuple[float, int, float]:
-    """(time to first token, completion tokens, total seconds) of one streamed chat request."""
+@contextmanager
+def glmkit_server(threads: int, parallel: int, content_filter: str) -> Iterator[str]:
+    port = free_port()
+    home = tempfile.mkdtemp(prefix="glmkit-bench-")
+    env = {**os.environ, "GLMKIT_HOME": home, "GLMKIT_RATE_LIMIT_RPM": "0", "GLMKIT_CONTENT_FILTER": content_filter}
+    cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
+    cmd += ["--parallel", str(parallel), "--ctx", "2048"]
+    with process(cmd, f"http://127.0.0.1:{port}/v1", "glmkit serve", env) as base:
+        yield base
+
+
+@contextmanager
+def llama_server(binary: str, gguf: str, threads: int, parallel: int, ctx: int) -> Iterator[str]:
+    port = free_port()
+    cmd = [binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-a", "peer"]
+    cmd += ["-np", str(parallel), "-c", str(ctx), "-t", str(threads), "-tb", str(threads)]
+    with process(cmd, f"http://127.0.0.1:{port}/v1", "llama-server") as base:
+        yield base
+
+
+def find_llama_server(given: str | None) -> str:
+    if given:
+        return given
+    built = subprocess.run(
+        ["bash", str(HERE / "build_llama_server.sh")], check=True, capture_output=True, text=True
+    )
+    return built.stdout.strip().splitlines()[-1]
+
+
+def one_request(base: str, model: str, i: int, max_tokens: int) -> dict[str, Any]:
+    """One streamed chat request: time to first content, token count, chunk count, whether it finished."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt(i)}],
@@ -75,10 +112,14 @@ def one_request(base: str, model: str, i: int, max_tokens: int) -> tuple[float, 
     ttft = None
     chunks = 0
     usage = None
+    finished = done = False
     with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+            if line == "data: [DONE]":
+                done = True
+                continue
+            if not line.startswith("data: "):
                 continue
             obj = json.loads(line[6:])
             if obj.get("usage"):
@@ -88,14 +129,24 @@ def one_request(base: str, model: str, i: int, max_tokens: int) -> tuple[float, 
                     chunks += 1
                     if ttft is None:
                         ttft = time.monotonic() - t0
+                if c.get("finish_reason"):
+                    finished = True
+    total = time.monotonic() - t0
     n = int(usage["completion_tokens"]) if usage else chunks
-    return (ttft if ttft is not None else time.monotonic() - t0), n, time.monotonic() - t0
+    first = ttft if ttft is not None else total
+    return {
+        "ttft": first,
+        "tokens": n,
+        "chunks": chunks,
+        "total": total,
+        "itl": (total - first) / (n - 1) if n > 1 else 0.0,
+        "completed": finished and done,
+    }
 
 
 def load(base: str, model: str, clients: int, rounds: int, max_tokens: int) -> dict[str, Any]:
-    results: list[tuple[float, int, float]] = []
+    results: list[dict[str, Any]] = []
     lock = threading.Lock()
-
     errors: list[str] = []
 
     def client(k: int) -> None:
@@ -117,22 +168,42 @@ def load(base: str, model: str, clients: int, rounds: int, max_tokens: int) -> d
     for t in threads:
         t.join()
     wall = time.monotonic() - t0
-    ttfts = sorted(r[0] for r in results)
-    tokens = sum(r[1] for r in results)
+    ttfts = sorted(r["ttft"] for r in results) or [float("nan")]
+    tokens = sum(r["tokens"] for r in results)
 
     def pct(p: float) -> float:
         return ttfts[min(len(ttfts) - 1, round(p * (len(ttfts) - 1)))]
 
     return {
         "clients": clients,
-        "requests": len(results),
+        "requests": clients * rounds,
+        "completed": sum(1 for r in results if r["completed"]),
         "errors": errors,
         "tokens": tokens,
+        "chunks_per_token": round(sum(r["chunks"] for r in results) / max(1, tokens), 3),
         "wall_s": round(wall, 2),
         "tok_s": round(tokens / wall, 2),
         "ttft_p50_s": round(pct(0.5), 3),
         "ttft_p95_s": round(pct(0.95), 3),
+        "itl_p50_s": round(statistics.median(r["itl"] for r in results), 4) if results else None,
     }
+
+
+SERVERS = ["llama-server", "glmkit", "glmkit (filter off)", "llama_cpp.server"]
+MEDIAN_KEYS = ["tok_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_s", "chunks_per_token"]
+
+
+def median_of(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level's figures over the rounds: the median of each, every stream counted."""
+    out = dict(rs[0])
+    for k in MEDIAN_KEYS:
+        vals = [r[k] for r in rs if r[k] is not None]
+        out[k] = round(statistics.median(vals), 4) if vals else None
+    out["requests"] = sum(r["requests"] for r in rs)
+    out["completed"] = sum(r["completed"] for r in rs)
+    out["errors"] = [e for r in rs for e in r["errors"]]
+    out["tok_s_rounds"] = [r["tok_s"] for r in rs]
+    return out
 
 
 def main() -> None:
@@ -141,80 +212,110 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,8")
     ap.add_argument("--rounds", type=int, default=2, help="requests per client")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--llama-server", help="a llama-server binary (default: build it once, see the docstring)")
+    ap.add_argument("--ctx", type=int, default=8192, help="llama-server's -c (shared by its -np slots)")
+    ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SERVERS)}")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of every server (medians reported)")
     args = ap.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
+    wanted = args.only.split(",") if args.only else SERVERS
     gguf = str(prepare_embedded(DEFAULT_MODEL, Settings().models_dir))
-    out: dict[str, Any] = {"machine": machine(), "gguf": gguf, "threads": args.threads, "runs": {}}
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "gguf": gguf,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+    }
+    parallel = max(levels)
 
-    runs: dict[str, list[dict[str, Any]]] = {}
-    # interrupt_requests=False: by default llama_cpp.server aborts a running stream when another request
-    # arrives; queued (its lock) is its fair concurrent behaviour
-    peer_args = ["--n_threads", str(args.threads), "--model_alias", "peer", "--interrupt_requests", "False"]
-    with llama_cpp_server(gguf, *peer_args) as base:
-        runs["llama_cpp.server"] = [load(base, "peer", c, args.rounds, args.max_tokens) for c in levels]
-    with glmkit_server(args.threads, max(levels)) as base:
-        runs["glmkit"] = [load(base, DEFAULT_MODEL, c, args.rounds, args.max_tokens) for c in levels]
+    def run(name: str, base: str, model: str) -> list[dict[str, Any]]:
+        rs = []
+        for c in levels:
+            r = load(base, model, c, args.rounds, args.max_tokens)
+            print(f"  {name} {c} clients: {r['tok_s']} tok/s, TTFT p50 {r['ttft_p50_s']} s", flush=True)
+            rs.append(r)
+        return rs
+
+    binary = find_llama_server(args.llama_server) if "llama-server" in wanted else None
+    out["llama_server"] = binary
+
+    @contextmanager
+    def started(name: str) -> Iterator[tuple[str, str]]:
+        if name == "llama-server":
+            assert binary is not None
+            with llama_server(binary, gguf, args.threads, parallel, args.ctx) as base:
+                yield base, "peer"
+        elif name.startswith("glmkit"):
+            with glmkit_server(args.threads, parallel, "off" if "off" in name else "flag") as base:
+                yield base, DEFAULT_MODEL
+        else:
+            # interrupt_requests=False: by default llama_cpp.server aborts a running stream when another
+            # request arrives; queued (its lock) is its fair concurrent behaviour
+            peer = ["--n_threads", str(args.threads), "--model_alias", "peer", "--interrupt_requests", "False"]
+            with llama_cpp_server(gguf, *peer) as base:
+                yield base, "peer"
+
+    rounds: list[dict[str, list[dict[str, Any]]]] = []
+    order = [n for n in SERVERS if n in wanted]
+    for k in range(args.repeats):
+        this: dict[str, list[dict[str, Any]]] = {}
+        for name in order[k % len(order) :] + order[: k % len(order)]:
+            print(f"round {k + 1}: {name}", flush=True)
+            with started(name) as (base, model):
+                this[name] = run(name, base, model)
+        rounds.append(this)
+    out["rounds"] = rounds
+    runs = {name: [median_of([r[name][i] for r in rounds]) for i in range(len(levels))] for name in order}
     out["runs"] = runs
 
     for name, rs in runs.items():
         for r in rs:
             if r["errors"]:
-                print(
-                    f"{name} at {r['clients']} clients: {len(r['errors'])} failed requests: {r['errors'][0]}"
-                )
+                print(f"{name} at {r['clients']} clients: {len(r['errors'])} failed requests: {r['errors'][0]}")
+
+    print(
+        f"\n{args.threads} threads, {args.rounds} requests per client, {args.max_tokens} max tokens, greedy, "
+        f"one server at a time, medians of {args.repeats} rounds\n"
+    )
     rows = []
-    for i, c in enumerate(levels):
-        g, p = runs["glmkit"][i], runs["llama_cpp.server"][i]
-        rows.append(
-            [
-                c,
-                g["tok_s"],
-                p["tok_s"],
-                round(g["tok_s"] / p["tok_s"], 2),
-                g["ttft_p50_s"],
-                p["ttft_p50_s"],
-                g["ttft_p95_s"],
-                p["ttft_p95_s"],
-            ]
-        )
-    print(
-        f"glmkit serve vs llama_cpp.server, {args.threads} threads, {args.rounds} requests per client, "
-        f"{args.max_tokens} max tokens, greedy\n"
-    )
-    print(
-        table(
-            [
-                "clients",
-                "glmkit tok/s",
-                "peer tok/s",
-                "ratio",
-                "glmkit TTFT p50",
-                "peer TTFT p50",
-                "glmkit TTFT p95",
-                "peer TTFT p95",
-            ],
-            rows,
-        )
-    )
-    out["summary"] = [
-        dict(
-            zip(
+    for name, rs in runs.items():
+        for r in rs:
+            rows.append(
                 [
-                    "clients",
-                    "glmkit_tok_s",
-                    "peer_tok_s",
-                    "ratio",
-                    "glmkit_ttft_p50",
-                    "peer_ttft_p50",
-                    "glmkit_ttft_p95",
-                    "peer_ttft_p95",
-                ],
-                r,
-                strict=True,
+                    name,
+                    r["clients"],
+                    r["tok_s"],
+                    f"{min(r['tok_s_rounds'])}–{max(r['tok_s_rounds'])}",
+                    r["ttft_p50_s"],
+                    r["ttft_p95_s"],
+                    r["itl_p50_s"],
+                    r["chunks_per_token"],
+                    f"{r['completed']}/{r['requests']}",
+                ]
             )
-        )
-        for r in rows
-    ]
+    print(table(["server", "clients", "tok/s", "tok/s range", "TTFT p50", "TTFT p95", "ITL p50", "chunks/token", "completed"], rows))
+
+    summary = []
+    if "glmkit" in runs:
+        for i, c in enumerate(levels):
+            g = runs["glmkit"][i]
+            s: dict[str, Any] = {"clients": c}
+            for peer in ("llama-server", "llama_cpp.server"):
+                if peer in runs:
+                    p = runs[peer][i]
+                    s[f"tok_s_vs_{peer}"] = round(g["tok_s"] / p["tok_s"], 3)
+                    s[f"ttft_p50_vs_{peer}"] = round(g["ttft_p50_s"] / p["ttft_p50_s"], 3)
+            if "glmkit (filter off)" in runs:
+                off = runs["glmkit (filter off)"][i]
+                s["filter_cost_pct"] = round(100 * (1 - g["tok_s"] / off["tok_s"]), 1)
+                itl = off["itl_p50_s"] or float("nan")
+                s["filter_ttft_tokens"] = round((g["ttft_p50_s"] - off["ttft_p50_s"]) / itl, 2) if itl else None
+            summary.append(s)
+        print("\nglmkit (filter at its default) against each peer; the filter's cost against glmkit with it off\n")
+        keys = sorted({k for s in summary for k in s if k != "clients"})
+        print(table(["clients", *keys], [[s["clients"], *[s.get(k, "") for k in keys]] for s in summary]))
+    out["summary"] = summary
     print(f"\nwritten: {write_result('serve', out)}")
 
 
