@@ -131,3 +131,11 @@ def test_stopped_or_killed_summaries_resume_from_the_finished_calls(
     fresh = summarize(home, doc, model)
     out, _ = fresh.communicate(timeout=120)
     assert json.loads(out)["reused"] == 0 and len(p.bodies) == total
+
+
+def test_the_progress_bar_tells_the_time_left() -> None:
+    from glmkit.cli.progress import eta
+
+    assert eta(5, 10, since=0.0, now=50.0) == "ETA 50s"
+    assert eta(1, 100, since=0.0, now=60.0) == "ETA 99m00s"
+    assert eta(0, 10, since=0.0, now=5.0) == "" and eta(10, 10, since=0.0, now=5.0) == ""
