@@ -7,10 +7,11 @@ needs the ``server`` extra).
 
 from typing import Any
 
+from glmkit.apps.bot_config import BotConfig
 from glmkit.apps.intent import IntentClassifier
 from glmkit.apps.intent_llm import LLMIntentClassifier
 from glmkit.apps.qa import QA, Answer
-from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.service import Bot
 from glmkit.apps.sessions import SessionStore
 from glmkit.errors import (
     BackendError,
