@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from glmkit.errors import InvalidRequestError
-from glmkit.safety.policy import SafetyOverride
+from glmkit.settings import SafetyOverride
 from glmkit.tools.schema import check_schema
 
 HANDOFF_WORDS = (
