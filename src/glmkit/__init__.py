@@ -26,7 +26,7 @@ from glmkit.errors import (
 from glmkit.kb import open_knowledge_bases
 from glmkit.kb.service import KnowledgeBases
 from glmkit.runtime.chat import collect
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.runtime.protocol import ChatModel
 from glmkit.settings import Settings
 from glmkit.types import (

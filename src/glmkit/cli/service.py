@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     from glmkit.apps.sessions import SessionStore
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.embed import load_embedder
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
 
     cfg = BotConfig.load(args.config)
     if settings.code_interpreter:
