@@ -6,6 +6,7 @@ bottom (docs/architecture.md draws the layers)."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -125,3 +126,16 @@ def test_safety_uses_only_the_runtime_seam() -> None:
         if package(m) == "glmkit.safety":
             runtime = {t for t in targets if package(t) == "glmkit.runtime"}
             assert runtime <= {"glmkit.runtime.protocol"}, (m, runtime)
+
+
+CONSOLE_JS = SRC / "glmkit" / "server" / "console" / "js"
+JS_IMPORT = re.compile(r'^import\s+(?:[\w*{}\s,$]+\s+from\s+)?"\./([\w.]+)";?$', re.M)
+
+
+def test_console_modules_import_no_circle_and_every_import_exists() -> None:
+    graph = {f.name: set(JS_IMPORT.findall(f.read_text("utf-8"))) for f in CONSOLE_JS.glob("*.js")}
+    assert graph.get("main.js"), "the entry module imports the tabs"
+    for name, targets in graph.items():
+        assert targets <= graph.keys(), (name, targets - graph.keys())
+    assert circles(graph) == []
+    assert not any("main.js" in t for t in graph.values())  # nothing imports the entry module
