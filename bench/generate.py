@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine, table, write_result  # noqa: E402
 from glmkit.apps.generate import FORMS, Generator  # noqa: E402
-from glmkit.runtime.models import load_chat_model  # noqa: E402
+from glmkit.runtime.loaders import load_chat_model  # noqa: E402
 from glmkit.settings import Settings  # noqa: E402
 
 TOPICS = [

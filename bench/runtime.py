@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, memory_bandwidth_gbs, table, write_result
 from glmkit.runtime.backends.llamacpp_lib import default_extra_buffers
 from glmkit.runtime.chat import EngineChatModel
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.settings import Settings
 from glmkit.types import FinishDelta, Message, SamplingParams, TextDelta, UsageDelta
 

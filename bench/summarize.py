@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
     from glmkit.settings import Settings
 
     model = load_chat_model(  # n_seq_max: the engine decodes that many requests together

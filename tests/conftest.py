@@ -14,7 +14,7 @@ import pytest
 from chatglm3_tiny import TinyChatGLM3
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.server.app import create_app
 from glmkit.server.auth import KeyStore
 from glmkit.settings import DEFAULT_MODEL, Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 from chatglm3_tiny import TinyChatGLM3
 from glmkit.runtime.chat import EngineChatModel, collect
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.runtime.tokenizers import ChatGLM3Tokenizer
 from glmkit.settings import Settings
 from glmkit.types import Message, SamplingParams

@@ -7,10 +7,11 @@ needs the ``server`` extra).
 
 from typing import Any
 
+from glmkit.apps.bot_config import BotConfig
 from glmkit.apps.intent import IntentClassifier
 from glmkit.apps.intent_llm import LLMIntentClassifier
 from glmkit.apps.qa import QA, Answer
-from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.service import Bot
 from glmkit.apps.sessions import SessionStore
 from glmkit.errors import (
     BackendError,
@@ -25,7 +26,7 @@ from glmkit.errors import (
 from glmkit.kb import open_knowledge_bases
 from glmkit.kb.service import KnowledgeBases
 from glmkit.runtime.chat import collect
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.runtime.protocol import ChatModel
 from glmkit.settings import Settings
 from glmkit.types import (

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,9 +16,32 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from glmkit.safety.policy import Action, PiiModelMode, RouteName, SafetyOverride
-
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+# ---- content-control configuration (resolved per route and bot by glmkit.safety.policy) ----------------
+Action = Literal["off", "flag", "mask", "block"]
+RouteName = Literal["chat", "kb", "service", "write"]
+PiiModelMode = Literal["remote", "always", "never"]
+
+
+class SafetyOverride(BaseModel):
+    """Overrides for one route (``safety_routes``) or one bot (``safety:`` in its YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action | None = Field(None, description="Action for every category in this scope.")
+    categories: dict[str, Action] = Field(default_factory=dict, description="Action per category.")
+    words: dict[str, list[str]] = Field(
+        default_factory=dict, description="Extra words by category (new categories are allowed)."
+    )
+    allow: list[str] = Field(default_factory=list, description="Phrases whose words never count as hits.")
+    output: bool | None = Field(None, description="Also filter the model's answers (default: yes).")
+    pii_mask_model: PiiModelMode | None = Field(
+        None, description="Mask PII in what the model is sent: remote (default), always, never."
+    )
+    refusal_text: str | None = Field(
+        None, max_length=500, description="What a bot says instead of an answer the filter blocked."
+    )
 
 
 def default_home() -> Path:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from fakes import ScriptedEngine
+from glmkit.apps.bot_config import BotConfig
 from glmkit.apps.intent import IntentClassifier
-from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.service import Bot
 from glmkit.apps.sessions import SessionNotFoundError, SessionStore
 from glmkit.errors import InvalidRequestError, PayloadTooLargeError
 from glmkit.runtime.chat import EngineChatModel

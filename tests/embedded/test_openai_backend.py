@@ -10,7 +10,8 @@ import pytest
 from glmkit.errors import BackendError, InvalidRequestError, ModelNotFoundError
 from glmkit.runtime.backends.openai import OpenAIChatModel
 from glmkit.runtime.chat import collect
-from glmkit.runtime.models import load_chat_model, verify_embedded
+from glmkit.runtime.loaders import load_chat_model
+from glmkit.runtime.models import verify_embedded
 from glmkit.settings import Settings
 from glmkit.types import Message, SamplingParams, ToolCall
 from peers import llama_cpp_server

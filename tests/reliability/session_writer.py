@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes import ScriptedEngine
-from glmkit.apps.service import Bot, BotConfig
+from glmkit.apps.bot_config import BotConfig
+from glmkit.apps.service import Bot
 from glmkit.apps.sessions import SessionStore
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format

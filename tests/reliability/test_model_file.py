@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from glmkit.runtime.models import load_chat_model
+from glmkit.runtime.loaders import load_chat_model
 from glmkit.server.app import create_app
 from glmkit.settings import Settings
 from servers import serve

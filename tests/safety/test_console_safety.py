@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from browser import ARTIFACTS
+from browser import Watch, screenshot
 
 
 def test_safety_tab_shows_controls_and_recent_events(fake_server: Any, browser: Any) -> None:
@@ -21,8 +21,8 @@ def test_safety_tab_shows_controls_and_recent_events(fake_server: Any, browser: 
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         page = context.new_page()
         page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        watch = Watch()
+        watch.attach(page)
         try:
             page.goto(url + "/")
             page.get_by_role("tab", name="安全").click()
@@ -37,7 +37,7 @@ def test_safety_tab_shows_controls_and_recent_events(fake_server: Any, browser: 
             event = page.get_by_test_id("safety-events").locator("tr.safety-event").first.inner_text()
             assert "profanity" in event and "[手机号]" in event
             assert "13812345678" not in event and "傻逼" not in event
-            page.screenshot(path=str(ARTIFACTS / "console_safety.png"), full_page=True)
-            assert errors == []
+            screenshot(page, "console_safety", full_page=True)
+            watch.assert_clean()
         finally:
             context.close()

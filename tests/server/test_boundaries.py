@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from glmkit.cli import main
+from glmkit.server.app import CONSOLE
 from glmkit.server.auth import KeyStore
 
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
@@ -103,8 +104,16 @@ def test_error_shape_for_unknown_routes_and_bad_messages(fake_server) -> None:  
 def test_console_is_served_locally(fake_server) -> None:  # type: ignore[no-untyped-def]
     with fake_server() as (url, _, _keys):
         html = httpx.get(url + "/").text
-        assert "/console/console.js" in html and "http://" not in html.replace("http://127.0.0.1", "")
-        assert httpx.get(url + "/console/console.js").status_code == 200
+        assert '<script type="module" src="/console/js/main.js">' in html
+        assert "http://" not in html.replace("http://127.0.0.1", "")
+        # every module of the console is served as JavaScript (a module with another type is refused)
+        modules = sorted((CONSOLE / "js").glob("*.js"))
+        assert len(modules) > 10
+        for path in modules:
+            r = httpx.get(url + f"/console/js/{path.name}")
+            assert r.status_code == 200 and "javascript" in r.headers["content-type"], path.name
+            text = r.text.replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
+            assert "http://" not in text and "https://" not in text, path.name
 
 
 def test_cli_keys_and_serve_refuses_public_bind_without_keys(

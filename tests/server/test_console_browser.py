@@ -1,8 +1,12 @@
 """The web console (src/glmkit/server/console) in a real headless Chromium, driven by Playwright.
 
 Uses Debian's /usr/bin/chromium (never `playwright install`) and the ``live_server`` fixture from
-tests/server/conftest.py: a running glmkit server on the real embedded model. A screenshot of the finished
-chat is saved to tests/server/artifacts/console.png (gitignored)."""
+tests/server/conftest.py: one running glmkit server on the real embedded model for the whole session, and
+one browser. Every tab is opened and screenshotted (tests/server/artifacts/console_tab_*.png, gitignored);
+chat, 知识库, 摘要 and 写作 run on the real model (a streamed answer grows, an upload is listed). The
+scripted-model tests of the other tabs are test_console_kb.py, test_console_service.py (客服 and 坐席, on
+the real model too), test_console_write.py and tests/safety/test_console_safety.py. Any JavaScript error
+in a page -- uncaught, or console.error -- fails its test (``browser.Watch``)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser import ARTIFACTS, LOCAL_HOSTS
+from browser import Watch as PageWatch
+from browser import screenshot
 
 PROMPT = "用一句话介绍一下你自己。"
 
-# Storage layout of console.js (seeded directly by the rendering test).
+# Storage layout of the console (js/store.js; seeded directly by the rendering test).
 STORE_CONVERSATIONS = "glmkit.console.conversations.v1"
 STORE_CURRENT = "glmkit.console.current.v1"
 
@@ -33,19 +38,11 @@ LAST_ASSISTANT_JS = """() => {
 
 
 @dataclass
-class Watch:
-    """What the page did besides what the test asked: requests to other hosts, JS errors, dialogs."""
+class Watch(PageWatch):
+    """Also the chat requests' bodies and every /v1 request's Authorization header."""
 
-    foreign_requests: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
     auth_headers: list[tuple[str, str | None]] = field(default_factory=list)
-
-    def assert_clean(self) -> None:
-        assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
-        assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
-        assert not self.dialogs, f"unexpected dialogs: {self.dialogs}"
 
 
 @pytest.fixture
@@ -54,24 +51,16 @@ def console(browser: Any, live_server: str) -> Iterator[tuple[Any, Watch]]:
     page = context.new_page()
     page.set_default_timeout(30_000)
     watch = Watch()
+    watch.attach(page)
 
     def on_request(request: Any) -> None:
-        host = urlsplit(request.url).hostname
-        if host and host not in LOCAL_HOSTS:
-            watch.foreign_requests.append(request.url)
         path = urlsplit(request.url).path
         if path.startswith("/v1/"):
             watch.auth_headers.append((path, request.headers.get("authorization")))
         if request.method == "POST" and path == "/v1/chat/completions":
             watch.chat_bodies.append(json.loads(request.post_data or "{}"))
 
-    def on_dialog(dialog: Any) -> None:
-        watch.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
-
     page.on("request", on_request)
-    page.on("pageerror", lambda err: watch.page_errors.append(str(err)))
-    page.on("dialog", on_dialog)
     page.goto(live_server + "/")
     page.wait_for_selector("#tabs .tab")
     try:
@@ -128,8 +117,7 @@ def test_chat_streams_and_survives_reload(console: tuple[Any, Watch], live_serve
     assert body["messages"][-1] == {"role": "user", "content": PROMPT}
     assert {"temperature", "top_p"} <= body.keys()
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "console.png"))
+    screenshot(page, "console")
 
     assert PROMPT in page.inner_text("#conversation-list")
 
@@ -228,6 +216,7 @@ def test_error_response_is_shown_in_the_chat(console: tuple[Any, Watch]) -> None
             "code": None,
         }
     }
+    watch.expect_failure(404, "/v1/chat/completions")
     page.route(
         "**/v1/chat/completions",
         lambda route: route.fulfill(status=404, content_type="application/json", body=json.dumps(error)),
@@ -313,4 +302,143 @@ def test_api_key_is_sent_and_kept(console: tuple[Any, Watch]) -> None:
     page.wait_for_function("() => document.querySelector('#model-select').options.length > 0")
     assert ("/v1/models", "Bearer sk-console-test") in watch.auth_headers
     page.unroute("**/v1/chat/completions")
+    watch.assert_clean()
+
+
+# ---- every tab on the real server and the embedded model ----------------------------------------------------
+REFUND = "# 退款政策\n\n## 到账时间\n退款审核通过后，款项会在3到5个工作日内原路退回到您的支付账户，节假日顺延。\n"
+ARTICLE = "长城是中国古代的军事防御工程。它东起山海关，西至嘉峪关，全长两万多公里。今天的长城是世界文化遗产。"
+# When each tab has loaded what it shows (the live server runs no bot: 客服 and 坐席 say how to load one).
+TAB_READY = {
+    "chat": "() => !!document.querySelector('#model-select').value",
+    "kb": "() => window.glmkitConsole.kb.loaded",
+    "service": "() => !document.querySelector('#svc-hint').hidden",
+    "agent": "() => !document.querySelector('#agent-hint').hidden",
+    "summarize": "() => !!document.querySelector('#sum-send')",
+    "generate": "() => !!document.querySelector('#gen-kind option[value=poem]')",
+    "safety": "() => document.querySelectorAll('#safety-routes tr[data-scope]').length >= 4",  # a row per route
+}
+
+
+def poll_growth(page: Any, js: str, timeout_s: float = 300) -> list[tuple[int, bool]]:
+    """Sample ``js`` -> {done, text} every 20 ms until done; the distinct (length, done) samples seen."""
+    samples: list[tuple[int, bool]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = page.evaluate(js)
+        if state is not None:
+            sample = (len(state["text"]), bool(state["done"]))
+            if not samples or samples[-1] != sample:
+                samples.append(sample)
+            if state["done"]:
+                return samples
+        page.wait_for_timeout(20)
+    raise AssertionError(f"did not finish within {timeout_s} s: {samples}")
+
+
+def assert_grew(samples: list[tuple[int, bool]]) -> None:
+    streaming = [n for n, done in samples if not done and n > 0]
+    assert len(set(streaming)) >= 2 and streaming[-1] > streaming[0], f"no growth seen while streaming: {samples}"
+
+
+def test_every_tab_opens_without_errors(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    for tab, ready in TAB_READY.items():
+        page.click(f"#tab-{tab}")
+        assert page.get_attribute(f"#tab-{tab}", "aria-selected") == "true"
+        assert page.is_visible(f"#panel-{tab}")
+        page.wait_for_function(ready, timeout=60_000)
+        others = [t for t in TAB_READY if t != tab]
+        assert not any(page.is_visible(f"#panel-{t}") for t in others), tab
+        screenshot(page, f"console_tab_{tab}")
+    assert "--bot CONFIG" in page.inner_text("#svc-hint")
+    page.reload()  # the last tab opened is the one shown again
+    page.wait_for_selector("#safety-routes tr[data-scope]")
+    assert page.get_attribute("#tab-safety", "aria-selected") == "true"
+    watch.assert_clean()
+
+
+@pytest.mark.embedded
+def test_kb_upload_is_listed_and_the_answer_streams(console: tuple[Any, Watch], tmp_path: Any) -> None:
+    page, watch = console
+    refund = tmp_path / "refund.md"
+    refund.write_text(REFUND, encoding="utf-8")
+    page.click("#tab-kb")
+    page.wait_for_selector("#kb-list li")
+    page.fill("#kb-new-name", "live")
+    page.click("#kb-create")
+    page.wait_for_selector('#kb-list .kb-item.active[data-name="live"]')
+
+    page.set_input_files("#kb-upload-input", [str(refund)])
+    page.wait_for_selector('#kb-docs .kb-doc[data-source="refund.md"]', timeout=180_000)
+    assert page.get_attribute('#kb-upload-results .upload-result[data-source="refund.md"]', "data-status") == "added"
+    page.wait_for_function(
+        "() => document.querySelector('#kb-list .kb-item.active').innerText.includes('1 个文档')"
+    )
+
+    page.fill("#kb-ask-input", "退款多久能到账？")
+    page.click("#kb-ask-send")
+    samples = poll_growth(
+        page,
+        "() => { const a = document.querySelector('#kb-answer');"
+        " return a && {done: a.getAttribute('data-done') === '1', text: a.innerText}; }",
+    )
+    assert_grew(samples)
+    assert page.inner_text("#kb-answer").strip()
+    assert not page.is_visible("#kb-answer-error")
+    assert page.get_attribute("#kb-answer", "data-found") == "1"
+    # what was retrieved is listed (under a closed <details>)
+    assert page.locator('#kb-sources .kb-cite[data-source="refund.md"]').count() >= 1
+    assert page.is_enabled("#kb-ask-send") and not page.is_enabled("#kb-ask-stop")
+    screenshot(page, "console_kb_live")
+    watch.assert_clean()
+
+
+@pytest.mark.embedded
+def test_summarize_and_generate_on_the_real_model(console: tuple[Any, Watch]) -> None:
+    page, watch = console
+    page.click("#tab-summarize")
+    page.fill("#sum-text", ARTICLE)
+    page.fill("#sum-chars", "40")
+    page.click("#sum-send")
+    samples = poll_growth(
+        page,
+        "() => { const o = document.querySelector('#sum-output');"
+        " return {done: !!document.querySelector('#sum-stats').innerText"
+        " || !document.querySelector('#sum-error').hidden, text: o.innerText}; }",
+    )
+    assert samples[-1][0] > 0, f"no summary shown: {samples}"
+    assert "次模型调用" in page.inner_text("#sum-stats")
+    assert not page.is_visible("#sum-error") and not page.is_visible("#sum-progress")
+    assert page.is_enabled("#sum-send") and not page.is_enabled("#sum-stop")
+    screenshot(page, "console_summarize_live")
+
+    page.click("#tab-generate")
+    page.wait_for_selector("#gen-kind option[value=ad]", state="attached")
+    page.select_option("#gen-kind", "ad")
+    assert not page.is_visible("#gen-form-select")  # 格律 is only for poems
+    page.fill("#gen-topic", "新款保温杯")
+    page.fill("#gen-max", "60")
+    page.click("#gen-send")
+    page.wait_for_function("() => /第 \\d+ 稿/.test(document.querySelector('#gen-status').innerText)", timeout=300_000)
+    assert page.inner_text("#gen-output").strip(), "no text shown"
+    status = page.inner_text("#gen-status")
+    assert "满足全部约束" in status or "仍有约束未满足" in status
+    if "仍有约束未满足" in status:
+        assert page.locator("#gen-problems li").count() >= 1  # a missed constraint is named
+    assert not page.is_visible("#gen-error") and page.is_enabled("#gen-send")
+    screenshot(page, "console_generate_live")
+    watch.assert_clean()
+
+
+def test_the_watch_sees_javascript_errors(console: tuple[Any, Watch]) -> None:
+    # negative control for every console test's assert_clean: both kinds of JS error are caught
+    page, watch = console
+    page.evaluate("() => { console.error('boom from console.error'); setTimeout(() => { throw new Error('uncaught boom'); }); }")
+    page.wait_for_function("() => true")
+    page.wait_for_timeout(100)
+    errors = " | ".join(watch.js_errors())
+    assert "boom from console.error" in errors and "uncaught boom" in errors, errors
+    watch.page_errors.clear()
+    watch.console_errors.clear()
     watch.assert_clean()

@@ -1,7 +1,7 @@
 """The 客服 (customer) and 坐席 (agent) tabs of the web console in a real headless Chromium, via Playwright.
 
-Uses Debian's /usr/bin/chromium (never `playwright install`). The server runs one customer-service bot on a
-scripted chat model (an FAQ entry, no intent model, no knowledge base) and requires an API key, so every
+Uses Debian's /usr/bin/chromium (never `playwright install`). The server runs one customer-service bot on the
+real embedded model (an FAQ entry, no intent model, no knowledge base) and requires an API key, so every
 request the console makes must carry it. A customer and an agent, each in their own browser context, go
 through a whole hand-off: FAQ answer with its trace, hand-off, take, the agent's reply reaching the customer
 by polling, hand-back, analytics. Screenshots go to tests/server/artifacts/console_service*.png
@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser import ARTIFACTS, LOCAL_HOSTS
+from browser import Watch as PageWatch
+from browser import screenshot
 from glmkit.runtime.chat import EngineChatModel
-from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
 from glmkit.server.app import create_app
 from glmkit.server.auth import KeyStore
 from glmkit.settings import Settings
-from servers import SlowEngine, serve
+from servers import serve
 
 STORE_SERVICE = "glmkit.console.service.v1"
 BOT_YAML = """\
@@ -42,32 +42,22 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 @dataclass
-class Watch:
-    """What a page did besides what the test asked: requests to other hosts, JS errors, dialogs."""
+class Watch(PageWatch):
+    """Also every /v1/service request (method, path+query, Authorization) and the POST bodies."""
 
-    foreign_requests: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
     service: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path+query, auth
     bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def assert_clean(self) -> None:
-        assert not self.foreign_requests, f"requests left localhost: {self.foreign_requests}"
-        assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
-        assert not self.dialogs, f"unexpected dialogs: {self.dialogs}"
-
 
 @pytest.fixture
-def bot_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The app with the "shop" bot on a scripted model, behind one API key: yields (url, key)."""
+def bot_server(tmp_path: Path, qwen: EngineChatModel) -> Iterator[tuple[str, str]]:
+    """The app with the "shop" bot on the real embedded model, behind one API key: yields (url, key)."""
     yaml_path = tmp_path / "shop.yaml"
     yaml_path.write_text(BOT_YAML, encoding="utf-8")
-    engine = SlowEngine(("\n您好，有什么可以帮您？",), n_ctx=4096, delay=0.0)
-    model = EngineChatModel(engine, ChatGLM3Format(), name="fake")
     keys = KeyStore(tmp_path / "k.json")
     _, key = keys.add("console")
     settings = Settings(home=tmp_path, bots=[str(yaml_path)], rate_limit_rpm=0)
-    with serve(create_app(settings, chat_model=model, keys=keys)) as url:
+    with serve(create_app(settings, chat_model=qwen, keys=keys)) as url:
         yield url, key
 
 
@@ -82,24 +72,17 @@ def pages(browser: Any) -> Iterator[Any]:
         page = context.new_page()
         page.set_default_timeout(30_000)
         watch = Watch()
+        watch.attach(page)
 
         def on_request(request: Any) -> None:
             parts = urlsplit(request.url)
-            if parts.hostname and parts.hostname not in LOCAL_HOSTS:
-                watch.foreign_requests.append(request.url)
             if parts.path.startswith("/v1/service"):
                 where = parts.path + ("?" + parts.query if parts.query else "")
                 watch.service.append((request.method, where, request.headers.get("authorization")))
                 if request.method == "POST":
                     watch.bodies.append((parts.path, json.loads(request.post_data or "{}")))
 
-        def on_dialog(dialog: Any) -> None:
-            watch.dialogs.append(f"{dialog.type}: {dialog.message}")
-            dialog.dismiss()
-
         page.on("request", on_request)
-        page.on("pageerror", lambda err: watch.page_errors.append(str(err)))
-        page.on("dialog", on_dialog)
         return page, watch
 
     try:
@@ -109,7 +92,9 @@ def pages(browser: Any) -> Iterator[Any]:
             c.close()
 
 
-def open_console(page: Any, url: str, key: str, tab: str) -> None:
+def open_console(page: Any, watch: Watch, url: str, key: str, tab: str) -> None:
+    # the console asks for the model list as it loads, before the key is typed in: that one 401 is expected
+    watch.expect_failure(401, "/v1/models")
     page.goto(url + "/")
     page.wait_for_selector("#tabs .tab")
     page.fill("#api-key", key)  # on the chat tab's settings; used by every tab
@@ -125,7 +110,7 @@ def count(page: Any, selector: str) -> int:
 def test_customer_and_agent_hand_off(bot_server: tuple[str, str], pages: Any) -> None:
     url, key = bot_server
     customer, cwatch = pages()
-    open_console(customer, url, key, "service")
+    open_console(customer, cwatch, url, key, "service")
 
     # the bot list has loaded and "shop" is selected; a new session starts in state "bot"
     customer.wait_for_function("() => document.querySelector('#svc-bot').value === 'shop'")
@@ -177,7 +162,7 @@ def test_customer_and_agent_hand_off(bot_server: tuple[str, str], pages: Any) ->
 
     # the agent, in another browser: the queue shows the session with its reason and summary
     agent, awatch = pages()
-    open_console(agent, url, key, "agent")
+    open_console(agent, awatch, url, key, "agent")
     agent.fill("#agent-name", "小李")
     item = agent.locator(f'#agent-queue .agent-item[data-session="{sid}"]')
     item.wait_for(timeout=60_000)
@@ -253,10 +238,9 @@ def test_customer_and_agent_hand_off(bot_server: tuple[str, str], pages: Any) ->
     assert widths["faq"] > widths["handoff"] > 0
     assert agent.locator("#analytics-chart img, #analytics-chart foreignObject").count() == 0
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     customer.locator(bot_msgs).last.locator(".svc-trace summary").click()
-    customer.screenshot(path=str(ARTIFACTS / "console_service.png"))
-    agent.screenshot(path=str(ARTIFACTS / "console_service_agent.png"))
+    screenshot(customer, "console_service")
+    screenshot(agent, "console_service_agent")
 
     # the agent's requests: take / reply / release with the agent's name, the queue polled both ways
     posts = {p.rsplit("/", 1)[-1]: b for p, b in awatch.bodies}
@@ -273,11 +257,9 @@ def test_customer_and_agent_hand_off(bot_server: tuple[str, str], pages: Any) ->
         w.assert_clean()
 
 
-def test_no_bots_shows_the_hint(pages: Any, tmp_path: Path) -> None:
-    engine = SlowEngine(("\n你好",), n_ctx=4096, delay=0.0)
-    model = EngineChatModel(engine, ChatGLM3Format(), name="fake")
+def test_no_bots_shows_the_hint(pages: Any, tmp_path: Path, qwen: EngineChatModel) -> None:
     app = create_app(
-        Settings(home=tmp_path, rate_limit_rpm=0), chat_model=model, keys=KeyStore(tmp_path / "k.json")
+        Settings(home=tmp_path, rate_limit_rpm=0), chat_model=qwen, keys=KeyStore(tmp_path / "k.json")
     )
     with serve(app) as url:
         page, watch = pages()

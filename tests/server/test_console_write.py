@@ -5,33 +5,26 @@ A screenshot of each finished tab goes to tests/server/artifacts/ (gitignored)."
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from browser import ARTIFACTS, LOCAL_HOSTS
+from browser import Watch, screenshot
 
 ARTICLE = "长城是中国古代的军事防御工程。它东起山海关，西至嘉峪关。今天的长城是世界文化遗产。" * 40
 POEM = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
 
 
-def open_page(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
+def open_page(browser: Any, url: str) -> tuple[Any, Any, Watch]:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
     page = context.new_page()
     page.set_default_timeout(30_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "request",
-        lambda r: problems.append(f"left localhost: {r.url}")
-        if (urlsplit(r.url).hostname or "localhost") not in LOCAL_HOSTS
-        else None,
-    )
+    watch = Watch()
+    watch.attach(page)
     page.goto(url + "/")
-    return context, page, problems
+    return context, page, watch
 
 
 def test_summarize_tab_streams_progress_and_summary(fake_server, browser) -> None:  # type: ignore[no-untyped-def]
     with fake_server(("\n**长城**是古代防御工程。",), delay=0.01) as (url, engine, _keys):
-        context, page, problems = open_page(browser, url)
+        context, page, watch = open_page(browser, url)
         try:
             page.get_by_role("tab", name="摘要").click()
             page.get_by_test_id("sum-text").fill(ARTICLE)
@@ -51,15 +44,15 @@ def test_summarize_tab_streams_progress_and_summary(fake_server, browser) -> Non
             page.get_by_test_id("sum-text").fill("   ")
             page.get_by_test_id("sum-send").click()
             assert "请先粘贴文本" in page.get_by_test_id("sum-error").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "console_summarize.png"))
-            assert problems == []
+            screenshot(page, "console_summarize")
+            watch.assert_clean()
         finally:
             context.close()
 
 
 def test_generate_tab_shows_text_and_check_report(fake_server, browser) -> None:  # type: ignore[no-untyped-def]
     with fake_server(("\n" + POEM,)) as (url, _engine, _keys):
-        context, page, problems = open_page(browser, url)
+        context, page, watch = open_page(browser, url)
         try:
             page.get_by_role("tab", name="写作").click()
             kind = page.get_by_test_id("gen-kind")
@@ -78,7 +71,7 @@ def test_generate_tab_shows_text_and_check_report(fake_server, browser) -> None:
             page.get_by_test_id("gen-send").click()
             page.get_by_test_id("gen-status").get_by_text("仍有约束未满足").wait_for()
             assert "缺少关键词：奶茶" in page.get_by_test_id("gen-problems").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "console_generate.png"))
-            assert problems == []
+            screenshot(page, "console_generate")
+            watch.assert_clean()
         finally:
             context.close()

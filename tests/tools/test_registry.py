@@ -82,7 +82,8 @@ def test_schemas_outside_the_enforced_subset_are_refused(schema: Any, problem: s
 
 def test_bot_hands_off_when_the_model_fills_a_tool_with_wrong_types(tmp_path: Path) -> None:
     from fakes import SPECIALS, ScriptedEngine
-    from glmkit.apps.service import Bot, BotConfig
+    from glmkit.apps.bot_config import BotConfig
+    from glmkit.apps.service import Bot
     from glmkit.apps.sessions import SessionStore
     from glmkit.runtime.chat import EngineChatModel
     from glmkit.runtime.formats.chatglm3 import ChatGLM3Format
@@ -118,7 +119,7 @@ tools:
 
 
 def test_bot_config_refuses_an_unenforceable_tool_schema(tmp_path: Path) -> None:
-    from glmkit.apps.service import BotConfig
+    from glmkit.apps.bot_config import BotConfig
 
     p = tmp_path / "bot.yaml"
     p.write_text(

@@ -128,7 +128,7 @@ def test_serving_settings_apply_the_gguf_lora(
     qwen2_lora_run: Path, qwen2_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`glmkit serve -m BASE.gguf --lora ADAPTER.gguf`: the loader applies the adapter the trainer exported."""
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
     from glmkit.settings import Settings
 
     export_lora(qwen2_lora_run, tmp_path / "lora.gguf")

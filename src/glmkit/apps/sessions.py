@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from glmkit.errors import GlmkitError
 
 if TYPE_CHECKING:
-    from glmkit.apps.service import BotConfig
+    from glmkit.apps.bot_config import BotConfig
 
 
 class SessionNotFoundError(GlmkitError):

@@ -172,7 +172,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from glmkit.cli.runtime import settings_from
     from glmkit.pipeline.evaluate import evaluate_classification, evaluate_generation
     from glmkit.pipeline.predict import predict, read_test_set, write_predictions
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
 
     items = read_test_set(args.data)  # bad data fails before the model loads
     settings = settings_from(args)  # one decode slot per concurrent answer, so they batch

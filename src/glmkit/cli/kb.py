@@ -212,7 +212,7 @@ def _kb_json(r: Any) -> dict[str, Any]:
 def cmd_ask(args: argparse.Namespace) -> int:
     from glmkit.apps.qa import QA
     from glmkit.kb import open_knowledge_bases
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
     from glmkit.types import TextDelta
 
     settings = settings_from(args)
@@ -247,7 +247,7 @@ def cmd_faq(args: argparse.Namespace, kbs: Any, settings: Any) -> int:
     c = args.faq_command
     out: Any
     if c == "generate":
-        from glmkit.runtime.models import load_chat_model
+        from glmkit.runtime.loaders import load_chat_model
 
         model = load_chat_model(settings=settings)
         try:

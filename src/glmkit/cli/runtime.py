@@ -121,7 +121,7 @@ def load_tools(path: Path | None) -> list[Tool]:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from glmkit.runtime.chat import collect
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
 
     settings = settings_from(args)
     params = sampling_from(args)

@@ -79,7 +79,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from glmkit.runtime.models import resolve_spec
+    from glmkit.runtime.loaders import resolve_spec
     from glmkit.server.app import create_app, is_loopback
     from glmkit.server.auth import KeyStore
 

@@ -77,11 +77,12 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Any) -> int:
-    from glmkit.apps.service import Bot, BotConfig
+    from glmkit.apps.bot_config import BotConfig
+    from glmkit.apps.service import Bot
     from glmkit.apps.sessions import SessionStore
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.embed import load_embedder
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
 
     cfg = BotConfig.load(args.config)
     if settings.code_interpreter:
@@ -135,7 +136,7 @@ def _stdin_lines() -> Any:
 
 
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
-    from glmkit.apps.service import BotConfig
+    from glmkit.apps.bot_config import BotConfig
     from glmkit.apps.sessions import SessionStore, export_feedback
 
     cfg = BotConfig.load(args.config)

@@ -112,7 +112,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         return _each(args, run_extractive)
 
     from glmkit.apps.summarize import CallCache, Summarizer, checkpoint_path
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
     from glmkit.types import TextDelta
 
     settings = settings_from(args)
@@ -231,7 +231,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.batch is not None and args.out is None:
         raise InvalidRequestError("--batch needs --out FILE.jsonl")
     from glmkit.apps.batch import generate_batch
-    from glmkit.runtime.models import load_chat_model
+    from glmkit.runtime.loaders import load_chat_model
 
     model = load_chat_model(settings=settings_from(args))
     try:

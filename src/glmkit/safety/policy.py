@@ -2,19 +2,14 @@
 
 Scopes, most specific first: a bot's ``safety:`` block (service turns only) → the route's entry in
 ``safety_routes`` → the global settings. Within a scope a category's own action beats the scope's
-``action``. Words and allowed phrases add up across scopes. This module imports only pydantic, so that
-``glmkit.settings`` can use its types.
+``action``. Words and allowed phrases add up across scopes. The types themselves (``Action``,
+``SafetyOverride`` …) are configuration, so they live in ``glmkit.settings``, below every package.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from glmkit.settings import RouteName, SafetyOverride
 
-from pydantic import BaseModel, ConfigDict, Field
-
-Action = Literal["off", "flag", "mask", "block"]
-RouteName = Literal["chat", "kb", "service", "write"]
-PiiModelMode = Literal["remote", "always", "never"]
 ROUTES: tuple[RouteName, ...] = ("chat", "kb", "service", "write")
 ROUTE_DESCRIPTIONS: dict[str, str] = {
     "chat": "POST /v1/chat/completions, POST /v1/completions",
@@ -22,26 +17,6 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
     "service": "POST /v1/service/{bot}/sessions/{sid}/messages",
     "write": "POST /v1/summarize, /v1/summarize/file, /v1/generate",
 }
-
-
-class SafetyOverride(BaseModel):
-    """Overrides for one route (``safety_routes``) or one bot (``safety:`` in its YAML)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Action | None = Field(None, description="Action for every category in this scope.")
-    categories: dict[str, Action] = Field(default_factory=dict, description="Action per category.")
-    words: dict[str, list[str]] = Field(
-        default_factory=dict, description="Extra words by category (new categories are allowed)."
-    )
-    allow: list[str] = Field(default_factory=list, description="Phrases whose words never count as hits.")
-    output: bool | None = Field(None, description="Also filter the model's answers (default: yes).")
-    pii_mask_model: PiiModelMode | None = Field(
-        None, description="Mask PII in what the model is sent: remote (default), always, never."
-    )
-    refusal_text: str | None = Field(
-        None, max_length=500, description="What a bot says instead of an answer the filter blocked."
-    )
 
 
 def merged(*scopes: SafetyOverride | None) -> SafetyOverride:

@@ -18,10 +18,9 @@ from glmkit.types import CancelToken, Delta, Message, SamplingParams, Tool, Tool
 
 
 def is_remote(model: object) -> bool:
-    """True for a model that sends text off this machine (the ``openai:`` backend)."""
-    from glmkit.runtime.backends.openai import OpenAIChatModel
-
-    return isinstance(model, OpenAIChatModel)
+    """True for a model that sends text off this machine: one that says so with ``remote = True`` (the
+    ``openai:`` backend does), so this package needs no backend, only the ``ChatModel`` seam."""
+    return getattr(model, "remote", False) is True
 
 
 class MaskingChatModel:

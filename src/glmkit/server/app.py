@@ -88,7 +88,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owns = chat_model is None
         if owns:
-            from glmkit.runtime.models import load_chat_model
+            from glmkit.runtime.loaders import load_chat_model
 
             s = settings.model_copy(update={"n_seq_max": settings.parallel})
             model: ChatModel = await asyncio.to_thread(load_chat_model, settings=s)

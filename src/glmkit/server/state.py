@@ -94,7 +94,8 @@ class AppState:
         """The customer-service bots (configs from ``settings.bots``), loaded on first use; they share the
         server's chat model, embedding model and knowledge bases."""
         if self.bots_instance is None:
-            from glmkit.apps.service import Bot, BotConfig
+            from glmkit.apps.bot_config import BotConfig
+            from glmkit.apps.service import Bot
             from glmkit.apps.sessions import SessionStore
 
             if self.settings.code_interpreter:

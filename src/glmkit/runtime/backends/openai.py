@@ -89,6 +89,8 @@ def message_to_openai(m: Message) -> dict[str, Any]:
 
 
 class OpenAIChatModel:
+    remote = True  # what it is sent leaves this machine (glmkit.safety masks PII for such models)
+
     def __init__(
         self,
         base_url: str,
