@@ -46,7 +46,7 @@ def test_completions_mode_renders_glmkit_prompt(server: str) -> None:
     model = OpenAIChatModel(server, "qwen")
     model.format = JinjaFormat(template)
     try:
-        res = collect(model.stream([Message("user", "中国的首都是哪里？请只回答城市名。")], params=GREEDY))
+        res = collect(model.stream([Message("user", "请只回答城市名：中国的首都是哪里？")], params=GREEDY))
     finally:
         model.close()
     assert "北京" in res.text
