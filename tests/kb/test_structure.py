@@ -209,3 +209,18 @@ def test_kb_docs_json_reports_chunk_sizes(tmp_path: Path) -> None:
     (doc,) = json.loads(out.stdout)
     sizes = doc["chunk_chars"]
     assert doc["n_chunks"] >= 8 and 0 < sizes["min"] <= sizes["median"] <= sizes["max"] <= 600
+
+
+def test_html_contents_and_navigation_are_dropped_and_footnotes_stand_apart(tmp_path: Path) -> None:
+    html = (
+        '<div class="navheader"><table><tr><th>第 6 章</th><td>下一页</td></tr></table></div>'
+        '<h1>第 6 章 Debian\u00a0档案库</h1><div class="toc"><p>目录</p><dl><dt>6.1. 有多少种发布版本？</dt></dl></div>'
+        "<h2>6.1. 有多少种发布版本？</h2><p>有三种：稳定版、测试版和不稳定版。</p>"
+        '<div class="footnotes"><p>[1] 过去还有一个 frozen 版本。</p></div>'
+    )
+    (tmp_path / "a.html").write_text(html, "utf-8")
+    secs = load(tmp_path / "a.html")
+    assert [(s.heading, s.text) for s in secs] == [
+        ("第 6 章 Debian 档案库 > 6.1. 有多少种发布版本？", "有三种：稳定版、测试版和不稳定版。"),
+        ("第 6 章 Debian 档案库 > 注释", "[1] 过去还有一个 frozen 版本。"),
+    ]

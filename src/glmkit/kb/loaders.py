@@ -237,6 +237,7 @@ def load_md(path: Path, data: bytes) -> list[Section]:
 # ---- html ------------------------------------------------------------------------------------------------
 NAV_CLASSES = {"toc", "navheader", "navfooter", "navigation", "breadcrumb", "breadcrumbs", "sidebar"}
 NAV_IDS = {"toc", "TOC", "nav", "navigation"}
+FOOTNOTE_CLASSES = {"footnotes", "endnotes"}
 
 
 @loader("html", "htm", "xhtml")
@@ -251,6 +252,16 @@ def load_html(path: Path, data: bytes) -> list[Section]:
         lambda el: el.get("id") in NAV_IDS or bool(NAV_CLASSES & set(el.get("class") or ()))
     ):
         bad.decompose()
+    # footnotes gathered at the end of a page belong to no section: give them a heading of their own
+    # (one level under the page's top heading) rather than letting them pad the last section's chunks
+    top = min((int(h.name[1]) for h in soup.find_all(re.compile(r"^h[1-6]$"))), default=1)
+    for notes in soup.find_all(
+        lambda el: el.get("role") == "doc-endnotes" or bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))
+    ):
+        if notes.find_parent(lambda el: bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))) is None:
+            title = soup.new_tag(f"h{min(6, top + 1)}")
+            title.string = "注释"
+            notes.insert(0, title)
     out: list[Section] = []
     stack: list[str] = []
     n = 0
@@ -266,7 +277,7 @@ def load_html(path: Path, data: bytes) -> list[Section]:
             continue  # nested: the outer element carries the text
         if el.name[0] == "h" and el.name[1:].isdigit():
             level = int(el.name[1:])
-            stack[:] = [*stack[: level - 1], el.get_text(" ", strip=True)]
+            stack[:] = [*stack[: level - 1], " ".join(el.get_text(" ", strip=True).split())]
             continue
         n += 1
         heading = " > ".join(s for s in stack if s)
