@@ -31,3 +31,35 @@ class HashEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(text)
+
+
+def pdf_bytes(lines: list[tuple[float, str]] | None) -> bytes:
+    """A one-page PDF written by hand: Helvetica lines of the given sizes, or (None) only an image."""
+    if lines is None:
+        content = b"q 200 0 0 200 100 500 cm /Im1 Do Q"
+        resources = b"<< /XObject << /Im1 6 0 R >> >>"
+    else:
+        y, ops = 800.0, []
+        for size, text in lines:
+            y -= size * 1.6
+            ops.append(f"BT /F1 {size} Tf 50 {y:.1f} Td ({text}) Tj ET")
+        content = "\n".join(ops).encode()
+        resources = b"<< /Font << /F1 5 0 R >> >>"
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources " + resources + b" /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceGray /BitsPerComponent 8"
+        b" /Length 4 >>\nstream\n\x00\xff\xff\x00\nendstream",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return out

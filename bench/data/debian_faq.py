@@ -173,6 +173,78 @@ def extract(d: Path, questions_only=False):
     return recs
 
 
+INLINE_CODE = {"code", "tt", "kbd", "samp"}
+
+
+def to_markdown(d: Path) -> str:
+    """The whole FAQ as one Markdown file, as a converter (pandoc and the like) would write it: ``#`` per
+    heading level, paragraphs, ``-`` list items, fenced ``<pre>`` blocks, ``[text](url)`` for external
+    links; navigation and the per-chapter tables of contents left out. Chapters in their numeric order."""
+    files = []
+    for f in d.glob("*.zh-cn.html"):
+        tb = TreeBuilder()
+        tb.feed(f.read_text(encoding="utf-8"))
+        chapter = next((n for n in walk(tb.root) if n.tag == "div" and "chapter" in classes(n)), None)
+        h1 = heading(chapter, "h1") if chapter is not None else None
+        m = re.search(r"第\s*(\d+)\s*章", text_of(h1)) if h1 is not None else None
+        if chapter is not None and m:
+            files.append((int(m.group(1)), chapter))
+    out: list[str] = []
+    for _, chapter in sorted(files, key=lambda x: x[0]):
+        _md_block(chapter, out, 0)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
+
+
+def _md_inline(n) -> str:
+    parts = []
+    for c in n.children:
+        if isinstance(c, str):
+            parts.append(re.sub(r"\s+", " ", c))
+        elif c.tag in INLINE_CODE or "literal" in classes(c) or "command" in classes(c):
+            t = re.sub(r"\s+", " ", text_of(c))
+            parts.append(f"`{t}`" if t else "")
+        elif c.tag == "a" and c.attrs.get("href", "").startswith(("http://", "https://", "ftp://")):
+            parts.append(f"[{_md_inline(c).strip()}]({c.attrs['href']})")
+        elif c.tag in ("strong", "b"):
+            parts.append(f"**{_md_inline(c).strip()}**")
+        elif c.tag == "br":
+            parts.append("\n")
+        else:
+            parts.append(_md_inline(c))
+    return "".join(parts)
+
+
+def _md_block(n, out: list[str], depth: int) -> None:
+    for c in n.children:
+        if isinstance(c, str):
+            if c.strip():
+                out.append(c.strip() + "\n")
+            continue
+        if c.tag in ("script", "style") or {"toc", "navheader", "navfooter"} & set(classes(c)):
+            continue
+        if c.tag in ("h1", "h2", "h3", "h4", "h5"):
+            out.append("#" * int(c.tag[1]) + " " + re.sub(r"\s+", " ", text_of(c)).strip() + "\n")
+        elif c.tag == "p":
+            t = _md_inline(c).strip()
+            if t:
+                out.append(t + "\n")
+        elif c.tag == "pre":
+            out.append("```\n" + text_of(c, pre=True).rstrip("\n") + "\n```\n")
+        elif c.tag in ("ul", "ol"):
+            for i, li in enumerate((x for x in c.children if isinstance(x, Node) and x.tag == "li"), 1):
+                mark = "-" if c.tag == "ul" else f"{i}."
+                sub: list[str] = []
+                _md_block(li, sub, depth + 1)
+                body = "\n".join(sub).strip().split("\n")
+                pad = " " * (len(mark) + 1)
+                out.append(f"{mark} {body[0]}" + "".join(f"\n{pad}{ln}" if ln else "\n" for ln in body[1:]) + "\n")
+        elif c.tag == "dt":
+            term = re.sub(r"\s+", " ", text_of(c)).strip()
+            out.append(f"**{term}**\n")
+        else:
+            _md_block(c, out, depth)
+
+
 def main(argv):
     import argparse
 

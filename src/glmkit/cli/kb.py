@@ -100,7 +100,7 @@ def register(sub: Any) -> None:
 
 def cmd_kb(args: argparse.Namespace) -> int:
     from glmkit.kb import open_knowledge_bases
-    from glmkit.kb.store import Filters
+    from glmkit.kb.store import Filters, size_stats
 
     settings = settings_from(args)
     kbs = open_knowledge_bases(settings)
@@ -160,10 +160,13 @@ def cmd_kb(args: argparse.Namespace) -> int:
         text = "\n".join(f"{k}: {v}" for k, v in out.items())
     elif c == "docs":
         docs = kbs.store.list_documents(args.name)
-        out = [d.__dict__ | {"tags": list(d.tags)} for d in docs]
+        lengths = kbs.store.chunk_lengths(args.name)
+        sizes = {d.id: size_stats(lengths.get(d.id, [])) for d in docs}
+        out = [d.__dict__ | {"tags": list(d.tags), "chunk_chars": sizes[d.id]} for d in docs]
         text = (
             "\n".join(
-                f"{d.id}  {d.n_chunks:>5} chunks  {time.strftime('%Y-%m-%d %H:%M', time.localtime(d.added))}  {d.source}"
+                f"{d.id}  {d.n_chunks:>5} chunks  {sizes[d.id]['min']:g}/{sizes[d.id]['median']:g}/{sizes[d.id]['max']:g} chars"
+                f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(d.added))}  {d.source}"
                 for d in docs
             )
             or "no documents"

@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import re
+import statistics
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, Literal
 from glmkit.errors import InvalidRequestError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_LINE_CHARS = 200_000  # a longer line is data (minified, generated), not something to cut into chunks
 Kind = Literal["text", "table", "faq"]
 
 QUESTION_KEYS = ("question", "q", "问题", "问", "标准问", "标准问题", "query", "title", "标题")
@@ -36,6 +39,7 @@ class Section:
     heading: str = ""  # heading path, carried into every chunk cut from this section
     kind: Kind = "text"
     answer: str = ""  # FAQ entries: text is the question, answer the answer
+    lines: tuple[int, int] | None = None  # first and last line in the source, when it has lines
 
 
 LOADERS: dict[str, Callable[[Path, bytes], list[Section]]] = {}
@@ -58,6 +62,9 @@ def supported() -> list[str]:
 
 def load(path: Path, max_bytes: int = MAX_FILE_BYTES) -> list[Section]:
     ext = path.suffix.lower().lstrip(".")
+    gzipped = ext == "gz"  # "faq.txt.gz": read as the .txt inside
+    if gzipped:
+        ext = Path(path.stem).suffix.lower().lstrip(".")
     fn = LOADERS.get(ext)
     if fn is None:
         raise LoadError(f"{path.name}: unsupported file type '.{ext}' (supported: {', '.join(supported())})")
@@ -70,6 +77,8 @@ def load(path: Path, max_bytes: int = MAX_FILE_BYTES) -> list[Section]:
     if size == 0:
         raise LoadError(f"{path.name}: the file is empty")
     data = path.read_bytes()
+    if gzipped:
+        data = _gunzip(path, data, max_bytes)
     try:
         sections = fn(path, data)
     except LoadError:
@@ -80,6 +89,22 @@ def load(path: Path, max_bytes: int = MAX_FILE_BYTES) -> list[Section]:
     if not sections:
         raise LoadError(f"{path.name}: no text found in the file")
     return sections
+
+
+def _gunzip(path: Path, data: bytes, max_bytes: int) -> bytes:
+    import gzip
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(max_bytes + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise LoadError(f"{path.name}: not a readable gzip file ({e})") from None
+    if len(out) > max_bytes:
+        raise LoadError(f"{path.name}: over the {max_bytes}-byte limit for one file once uncompressed")
+    if not out:
+        raise LoadError(f"{path.name}: the file is empty")
+    return out
 
 
 # ---- text ------------------------------------------------------------------------------------------------
@@ -135,49 +160,86 @@ def _lines(a: int, b: int, heading: str) -> str:
 
 @loader("txt", "text", "log")
 def load_txt(path: Path, data: bytes) -> list[Section]:
+    from glmkit.kb.structure import plain_sections
+
+    return plain_sections(_text(path, data))
+
+
+def _text(path: Path, data: bytes) -> str:
+    """Decoded text that looks like text: not binary, and in lines a person could have written."""
     text = decode_text(path, data)
     if _control_ratio(text) > 0.01:
         raise LoadError(f"{path.name}: looks like a binary file (control characters), not text")
-    return list(_paragraphs(text))
+    longest = max(map(len, text.splitlines()), default=0)
+    if longest > MAX_LINE_CHARS:
+        raise LoadError(
+            f"{path.name}: a line of {longest:,} characters (limit {MAX_LINE_CHARS:,}) is not prose — "
+            "minified or generated data? Break it into lines or paragraphs first"
+        )
+    return text
 
 
+FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 
 
 @loader("md", "markdown")
 def load_md(path: Path, data: bytes) -> list[Section]:
-    text = decode_text(path, data)
-    if _control_ratio(text) > 0.01:
-        raise LoadError(f"{path.name}: looks like a binary file (control characters), not text")
-    out: list[Section] = []
-    stack: list[str] = []
-    block: list[str] = []
-    block_start = 1
-    in_fence = False
+    """ATX (``#``) and setext (underlined) headings; fenced code stays one block; a Markdown file
+    without any heading markup gets its headings recognised in the text, as plain text does."""
+    from glmkit.kb.structure import Block, has_headings, sections
 
-    def flush(end: int) -> None:
-        if block:
-            out.extend(_paragraphs("\n".join(block), " > ".join(stack), block_start))
-            block.clear()
+    lines = _text(path, data).splitlines()
+    blocks: list[Block] = []
+    cur: list[str] = []
+    start = 1
+    fence = ""
 
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("```"):
-            in_fence = not in_fence
-        m = None if in_fence else HEADING.match(line)
-        if m:
-            flush(i - 1)
-            level = len(m.group(1))
-            stack[:] = [*stack[: level - 1], m.group(2)]
-            block_start = i + 1
+    def flush() -> None:
+        if cur:
+            blocks.append(Block(cur.copy(), start))
+            cur.clear()
+
+    for i, line in enumerate(lines, 1):
+        if fence:
+            cur.append(line)
+            if line.strip().startswith(fence):
+                blocks.append(Block(cur.copy(), start, pre=True))
+                cur.clear()
+                fence = ""
             continue
-        if not block:
-            block_start = i
-        block.append(line)
-    flush(0)
-    return out
+        if m := FENCE.match(line):
+            flush()
+            fence, start = m.group(1), i
+            cur.append(line)
+            continue
+        m = HEADING.match(line)
+        s = SETEXT.match(line)
+        if s and len(cur) == 1 and not (s.group(1)[0] == "-" and len(s.group(1)) < 3):
+            blocks.append(Block(cur.copy(), start, rank=1 if s.group(1)[0] == "=" else 2))
+            cur.clear()
+            continue
+        if m:
+            flush()
+            blocks.append(Block([m.group(2)], i, rank=len(m.group(1))))
+        elif line.strip():
+            if not cur:
+                start = i
+            cur.append(line)
+        else:
+            flush()
+    if cur:
+        blocks.append(Block(cur.copy(), start, pre=bool(fence)))
+    return sections(blocks, infer=not has_headings(blocks))
 
 
 # ---- html ------------------------------------------------------------------------------------------------
+NAV_CLASSES = {"toc", "navheader", "navfooter", "navigation", "breadcrumb", "breadcrumbs", "sidebar"}
+NAV_IDS = {"toc", "TOC", "nav", "navigation"}
+FOOTNOTE_CLASSES = {"footnotes", "endnotes"}
+
+
 @loader("html", "htm", "xhtml")
 def load_html(path: Path, data: bytes) -> list[Section]:
     from bs4 import BeautifulSoup
@@ -185,6 +247,21 @@ def load_html(path: Path, data: bytes) -> list[Section]:
     soup = BeautifulSoup(decode_text(path, data), "html.parser")
     for bad in soup(["script", "style", "noscript", "template", "nav", "footer"]):
         bad.decompose()
+    # navigation and tables of contents: links to the headings every chunk carries anyway
+    for bad in soup.find_all(
+        lambda el: el.get("id") in NAV_IDS or bool(NAV_CLASSES & set(el.get("class") or ()))
+    ):
+        bad.decompose()
+    # footnotes gathered at the end of a page belong to no section: give them a heading of their own
+    # (one level under the page's top heading) rather than letting them pad the last section's chunks
+    top = min((int(h.name[1]) for h in soup.find_all(re.compile(r"^h[1-6]$"))), default=1)
+    for notes in soup.find_all(
+        lambda el: el.get("role") == "doc-endnotes" or bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))
+    ):
+        if notes.find_parent(lambda el: bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))) is None:
+            title = soup.new_tag(f"h{min(6, top + 1)}")
+            title.string = "注释"
+            notes.insert(0, title)
     out: list[Section] = []
     stack: list[str] = []
     n = 0
@@ -200,7 +277,7 @@ def load_html(path: Path, data: bytes) -> list[Section]:
             continue  # nested: the outer element carries the text
         if el.name[0] == "h" and el.name[1:].isdigit():
             level = int(el.name[1:])
-            stack[:] = [*stack[: level - 1], el.get_text(" ", strip=True)]
+            stack[:] = [*stack[: level - 1], " ".join(el.get_text(" ", strip=True).split())]
             continue
         n += 1
         heading = " > ".join(s for s in stack if s)
@@ -224,11 +301,16 @@ def load_html(path: Path, data: bytes) -> list[Section]:
 # ---- pdf -------------------------------------------------------------------------------------------------
 @loader("pdf")
 def load_pdf(path: Path, data: bytes) -> list[Section]:
+    """Text lines page by page, a line in a larger font than the body a heading (the larger, the higher);
+    tables kept whole. A PDF of scanned pages has no text to read: that is an error, not an empty file."""
     if not data.startswith(b"%PDF"):
         raise LoadError(f"{path.name}: not a PDF (no %PDF header)")
     import pdfplumber
 
-    out: list[Section] = []
+    from glmkit.kb.structure import Block, has_headings, sections
+
+    pages: list[tuple[int, list[dict[str, Any]], list[Section]]] = []
+    sizes: Counter[float] = Counter()
     with pdfplumber.open(io.BytesIO(data)) as pdf:
         for pno, page in enumerate(pdf.pages, 1):
             tables = page.find_tables()
@@ -241,15 +323,43 @@ def load_pdf(path: Path, data: bytes) -> list[Section]:
                 )
                 return not any(b[0] <= x <= b[2] and b[1] <= top <= b[3] for b in boxes)
 
-            text = (page.filter(outside) if boxes else page).extract_text() or ""
-            for s in _paragraphs(text):
-                out.append(Section(s.text, f"第{pno}页", "", "text"))
+            lines = (page.filter(outside) if boxes else page).extract_text_lines(return_chars=True)
+            for ln in lines:
+                ln["size"] = round(statistics.median(c["size"] for c in ln["chars"]), 1)
+                sizes[ln["size"]] += len(ln["chars"])
+            found = []
             for t in tables:
                 rows = [" | ".join((c or "").replace("\n", " ") for c in row) for row in t.extract() if row]
                 table_text = "\n".join(r for r in rows if r.strip(" |"))
                 if table_text:
-                    out.append(Section(table_text, f"第{pno}页 · 表格", "", "table"))
-    return out
+                    found.append(Section(table_text, f"第{pno}页 · 表格", "", "table"))
+            pages.append((pno, lines, found))
+    if not sizes and not any(t for _, _, t in pages):
+        raise LoadError(
+            f"{path.name}: no text layer: run OCR first ({len(pages)} page(s) of images or vector drawing)"
+        )
+    body = sizes.most_common(1)[0][0] if sizes else 0.0
+    larger = sorted({s for s in sizes if s >= 1.15 * body}, reverse=True)
+    blocks: list[Block | Section] = []
+    for pno, lines, found in pages:
+        prev: dict[str, Any] | None = None
+        for ln in lines:
+            rank = larger.index(ln["size"]) + 1 if ln["size"] in larger else None
+            gap = ln["top"] - prev["bottom"] if prev is not None else 1e9
+            same = (
+                prev is not None
+                and blocks
+                and isinstance(blocks[-1], Block)
+                and blocks[-1].rank == rank
+                and gap < 0.8 * (ln["bottom"] - ln["top"])
+            )
+            if same:
+                blocks[-1].lines.append(ln["text"])  # type: ignore[union-attr]
+            else:
+                blocks.append(Block([ln["text"]], rank=rank, where=f"第{pno}页"))
+            prev = ln
+        blocks.extend(found)
+    return sections(blocks, infer=not has_headings(blocks))
 
 
 # ---- office ----------------------------------------------------------------------------------------------
@@ -259,38 +369,31 @@ def load_docx(path: Path, data: bytes) -> list[Section]:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    from glmkit.kb.structure import Block, has_headings, sections
+
     d = docx.Document(io.BytesIO(data))
-    out: list[Section] = []
-    stack: list[str] = []
+    blocks: list[Block | Section] = []
     n = 0
-    body = d.element.body
-    for child in body.iterchildren():
+    for child in d.element.body.iterchildren():
         tag = child.tag.rsplit("}", 1)[-1]
         if tag == "p":
             p = Paragraph(child, d)
             text = p.text.strip()
+            if not text:
+                continue
             style = (p.style.name if p.style is not None else "") or ""
             m = re.match(r"(?:Heading|标题)\s*(\d)", style)
-            if m and text:
-                level = int(m.group(1))
-                stack[:] = [*stack[: level - 1], text]
-                continue
-            if style == "Title" and text:
-                stack[:] = [text]
-                continue
-            if text:
-                n += 1
-                heading = " > ".join(stack)
-                out.append(Section(text, f"{heading} · 段 {n}" if heading else f"段 {n}", heading))
+            rank = int(m.group(1)) if m else 0 if style == "Title" else None
+            n += rank is None
+            blocks.append(Block(text.splitlines(), rank=rank, where=f"段 {n}"))
         elif tag == "tbl":
             t = Table(child, d)
             rows = [" | ".join(c.text.strip() for c in r.cells) for r in t.rows]
             text = "\n".join(r for r in rows if r.strip(" |"))
             if text:
                 n += 1
-                heading = " > ".join(stack)
-                out.append(Section(text, f"{heading} · 表格" if heading else f"表格 {n}", heading, "table"))
-    return out
+                blocks.append(Section(text, f"表格 {n}", "", "table"))
+    return sections(blocks, infer=not has_headings(blocks))
 
 
 @loader("pptx")

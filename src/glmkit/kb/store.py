@@ -102,6 +102,10 @@ class Store(Protocol):
 
     def list_documents(self, kb: str) -> list[DocRecord]: ...
 
+    def chunk_lengths(self, kb: str) -> dict[str, list[int]]:
+        """The character length of every chunk, per document id."""
+        ...
+
     def replace_document(self, doc: DocRecord, chunks: Sequence[NewChunk]) -> DocRecord:
         """Atomically: drop the document's old chunks (if any), store the new ones. All or nothing."""
         ...
@@ -121,6 +125,15 @@ class Store(Protocol):
     def chunks(self, ids: Sequence[str]) -> list[ChunkRecord]: ...
 
     def close(self) -> None: ...
+
+
+def size_stats(lengths: Sequence[int]) -> dict[str, float]:
+    """min / median / max of chunk lengths (characters), for ``glmkit kb docs``."""
+    import statistics
+
+    if not lengths:
+        return {"min": 0, "median": 0, "max": 0}
+    return {"min": min(lengths), "median": statistics.median(lengths), "max": max(lengths)}
 
 
 def allowed_documents(store: Store, kbs: Sequence[str], filters: Filters) -> set[str] | None:

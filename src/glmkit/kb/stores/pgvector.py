@@ -135,6 +135,13 @@ class PgVectorStore:
             for r in self._q(f"SELECT {DOC_COLS} FROM glmkit_documents WHERE kb = %s ORDER BY source", (kb,))
         ]
 
+    def chunk_lengths(self, kb: str) -> dict[str, list[int]]:
+        self.get_kb(kb)
+        out: dict[str, list[int]] = {}
+        for doc_id, n in self._q("SELECT doc_id, char_length(text) FROM glmkit_chunks WHERE kb = %s", (kb,)):
+            out.setdefault(doc_id, []).append(int(n))
+        return out
+
     def replace_document(self, doc: DocRecord, chunks: Sequence[NewChunk]) -> DocRecord:
         kb = self.get_kb(doc.kb)
         for c in chunks:

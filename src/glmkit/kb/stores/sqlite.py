@@ -118,6 +118,14 @@ class SQLiteStore:
             ).fetchall()
         return [doc_from_row(r) for r in rows]
 
+    def chunk_lengths(self, kb: str) -> dict[str, list[int]]:
+        self.get_kb(kb)
+        out: dict[str, list[int]] = {}
+        with self._lock:
+            for doc_id, n in self._db.execute("SELECT doc_id, length(text) FROM chunks WHERE kb = ?", (kb,)):
+                out.setdefault(doc_id, []).append(int(n))
+        return out
+
     def replace_document(self, doc: DocRecord, chunks: Sequence[NewChunk]) -> DocRecord:
         kb = self.get_kb(doc.kb)
         for c in chunks:
