@@ -95,8 +95,12 @@ def test_batched_logits_match_alone_position_by_position(qwen: EngineChatModel) 
     for cut in (len(a), len(a) - 4, len(a) - 9):
         alone_a, alone_b = np.array(engine.logits(a[:cut])), np.array(engine.logits(b))
         both_a, both_b = map(np.array, engine.logits_together([a[:cut], b]))
-        assert both_a.argmax() == alone_a.argmax() and both_b.argmax() == alone_b.argmax()
-        assert np.abs(both_a - alone_a).max() < 1.0 and np.abs(both_b - alone_b).max() < 1.0
+        for both, alone in ((both_a, alone_a), (both_b, alone_b)):
+            diff = np.abs(both - alone).max()
+            assert diff < 1.0
+            # the batched best token is the lone decode's best, or ties with it within the rounding: on
+            # some CPUs two tokens sit 0.05 apart at the top, and rounding of that size may swap them
+            assert alone[both.argmax()] >= alone.max() - 2 * diff, (both.argmax(), alone.argmax(), diff)
         # the check has teeth: the other sequence's logits are far away
         assert np.abs(both_a - alone_b).max() > 5.0
 

@@ -14,15 +14,16 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from glmkit.errors import InvalidRequestError
+from glmkit.kb.section import Kind, Section
+
+__all__ = ["LOADERS", "MAX_FILE_BYTES", "Kind", "LoadError", "Section", "load", "loader", "supported"]
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_LINE_CHARS = 200_000  # a longer line is data (minified, generated), not something to cut into chunks
-Kind = Literal["text", "table", "faq"]
 
 QUESTION_KEYS = ("question", "q", "问题", "问", "标准问", "标准问题", "query", "title", "标题")
 ANSWER_KEYS = ("answer", "a", "答案", "答", "回答", "标准答案", "reply", "response", "content")
@@ -30,16 +31,6 @@ ANSWER_KEYS = ("answer", "a", "答案", "答", "回答", "标准答案", "reply"
 
 class LoadError(InvalidRequestError):
     code = "unreadable_document"
-
-
-@dataclass(frozen=True)
-class Section:
-    text: str
-    location: str  # where in the source: "第3页", "行 12", "安装 > 下载", "幻灯片 2"
-    heading: str = ""  # heading path, carried into every chunk cut from this section
-    kind: Kind = "text"
-    answer: str = ""  # FAQ entries: text is the question, answer the answer
-    lines: tuple[int, int] | None = None  # first and last line in the source, when it has lines
 
 
 LOADERS: dict[str, Callable[[Path, bytes], list[Section]]] = {}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from glmkit.errors import InvalidRequestError
-from glmkit.kb.loaders import Kind, Section
+from glmkit.kb.section import Kind, Section
 
 SENTENCE_END = re.compile(
     r"(?<=[。！？；!?;…])(?![。！？；!?;…”’」』）)\]])"  # Chinese ends (a run of them counts once)

@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from glmkit.kb.loaders import Section
+from glmkit.kb.section import Section
 
 ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
 CHAPTER = re.compile(r"^第\s*([0-9]+|[零〇一二三四五六七八九十百两]+)\s*([篇部编卷章节条回])\s*(\S.*)?$")
