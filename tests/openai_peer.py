@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,10 +12,12 @@ from fastapi.responses import StreamingResponse
 
 
 class Peer:
-    """An OpenAI-compatible chat endpoint that answers ``reply`` and keeps every request body."""
+    """An OpenAI-compatible chat endpoint that answers ``reply`` (a text, or a function of the request
+    body) after ``delay`` seconds and keeps every request body, as it arrives."""
 
-    def __init__(self, reply: str = "好的，已为您记录。") -> None:
+    def __init__(self, reply: str | Callable[[dict[str, Any]], str] = "好的，已为您记录。", delay: float = 0.0) -> None:
         self.reply = reply
+        self.delay = delay
         self.bodies: list[dict[str, Any]] = []
         self.app = FastAPI()
 
@@ -26,9 +29,12 @@ class Peer:
         async def chat(request: Request) -> Any:
             body = await request.json()
             self.bodies.append(body)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            reply = self.reply(body) if callable(self.reply) else self.reply
 
             async def events() -> AsyncIterator[bytes]:
-                for piece in (self.reply[: len(self.reply) // 2], self.reply[len(self.reply) // 2 :]):
+                for piece in (reply[: len(reply) // 2], reply[len(reply) // 2 :]):
                     yield f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode()
                 done = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
                 yield f"data: {json.dumps(done)}\n\n".encode()

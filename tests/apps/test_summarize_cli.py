@@ -4,7 +4,6 @@ that had not finished are asked again, and the summary is the one an unbroken ru
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -12,14 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 
+from openai_peer import Peer
 from servers import serve
 
 SECTION = (
@@ -28,39 +26,15 @@ SECTION = (
 )
 
 
-class SlowPeer:
-    """Answers each chat request after ``delay`` seconds with a reply that depends on what it was asked."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.bodies: list[dict[str, Any]] = []
-        self.app = FastAPI()
-
-        @self.app.get("/v1/models")
-        async def models() -> Any:
-            return {"object": "list", "data": [{"id": "peer", "object": "model"}]}
-
-        @self.app.post("/v1/chat/completions")
-        async def chat(request: Request) -> Any:
-            body = await request.json()
-            self.bodies.append(body)  # on arrival: a call in flight when its client dies still counts there
-            await asyncio.sleep(self.delay)
-            asked = json.dumps(body["messages"], ensure_ascii=False).encode()
-            reply = f"要点{int(hashlib.sha256(asked).hexdigest()[:6], 16) % 9973}。"
-
-            async def events() -> AsyncIterator[bytes]:
-                yield f"data: {json.dumps({'choices': [{'delta': {'content': reply}}]})}\n\n".encode()
-                yield f"data: {json.dumps({'choices': [{'delta': {}, 'finish_reason': 'stop'}]})}\n\n".encode()
-                usage = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
-                yield f"data: {json.dumps(usage)}\n\n".encode()
-                yield b"data: [DONE]\n\n"
-
-            return StreamingResponse(events(), media_type="text/event-stream")
+def reply_for(body: dict[str, Any]) -> str:
+    """A reply that depends on what was asked, so that no two calls of the tree are alike."""
+    asked = json.dumps(body["messages"], ensure_ascii=False).encode()
+    return f"要点{int(hashlib.sha256(asked).hexdigest()[:6], 16) % 9973}。"
 
 
 @pytest.fixture
-def peer() -> Iterator[tuple[str, SlowPeer]]:
-    p = SlowPeer(delay=0.15)
+def peer() -> Iterator[tuple[str, Peer]]:
+    p = Peer(reply_for, delay=0.15)  # bodies are kept on arrival: a killed client's calls count there
     with serve(p.app) as url:
         yield f"openai:{url}/v1#peer", p
 
@@ -72,7 +46,7 @@ def summarize(home: Path, doc: Path, model: str, *extra: str) -> subprocess.Pope
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def stop_after(proc: subprocess.Popen[str], p: SlowPeer, calls: int, sig: int) -> tuple[int, str]:
+def stop_after(proc: subprocess.Popen[str], p: Peer, calls: int, sig: int) -> tuple[int, str]:
     deadline = time.monotonic() + 60
     while len(p.bodies) < calls:
         assert proc.poll() is None, proc.communicate()
@@ -85,7 +59,7 @@ def stop_after(proc: subprocess.Popen[str], p: SlowPeer, calls: int, sig: int) -
 
 
 def test_stopped_or_killed_summaries_resume_from_the_finished_calls(
-    peer: tuple[str, SlowPeer], tmp_path: Path
+    peer: tuple[str, Peer], tmp_path: Path
 ) -> None:
     model, p = peer
     doc = tmp_path / "long.txt"
