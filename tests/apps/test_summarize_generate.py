@@ -276,6 +276,10 @@ def test_partial_budgets_follow_the_share_and_every_group_fits_a_piece() -> None
     assert abs(sum(nodes[i].share for i in top) - 1) < 1e-9
     # the old fixed budget asked 375 characters of each of 58 pieces; the tree asks far fewer in all
     assert sum(n.budget for n in nodes) < 0.4 * 375 * len(parts)
+    # a short document's partials share the final call's whole piece: no squeezed partials, no extra level
+    for n_pieces, want in ((2, 375), (4, 374)):
+        nodes, top = sm._plan(pieces(ARTICLE * 12 * n_pieces, 1500)[:n_pieces], 40)
+        assert len(nodes) == len(top) == n_pieces and {n.budget for n in nodes} == {want}
 
 
 def test_every_piece_is_queued_at_once_so_the_batch_stays_full() -> None:

@@ -476,6 +476,16 @@ class Summarizer:
         def cost(ids: Sequence[int]) -> int:
             return sum(nodes[i].budget + 1 for i in ids)
 
+        def fill(ids: Sequence[int]) -> None:
+            """Partials the final call reads directly may share its whole piece: a short document keeps
+            the old, longer partials instead of squeezing them (or growing a level) for the share rule."""
+            room = min(self.partial_chars, self.piece_chars // max(1, len(ids)) - 1)
+            for i in ids:
+                nodes[i].budget = room
+
+        if len(level) * (min(MIN_PARTIAL, self.partial_chars) + 1) <= self.piece_chars:
+            fill(level)
+
         depth = 1
         while len(level) > 1 and cost(level) > self.piece_chars:
             depth += 1
@@ -494,6 +504,8 @@ class Summarizer:
                     nodes[i].parent = len(nodes) - 1
                 nxt.append(len(nodes) - 1)
             level = nxt
+        if depth > 1:
+            fill(level)
         return nodes, level
 
     def _map_reduce(
