@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -353,11 +352,11 @@ BANKING_LIKE = [
 ]
 
 
-def test_training_on_a_small_set_is_fast() -> None:
+def test_a_small_set_is_scored_on_five_folds() -> None:
+    # how long training takes is bench/intent.py's to measure, not a test's (a wall-time bound here failed
+    # whenever a benchmark shared the two cores)
     x, texts, labels = keyword_set(300, 2)
-    t0 = time.perf_counter()
     clf = IntentClassifier.fit(VecEmbedder(), x, labels, texts=texts, parts=["kernel", "lexical", "linear"])
-    assert time.perf_counter() - t0 < 20
     assert clf.info["examples"] == 300 and clf.info["heldout"] == 300  # 5-fold below 2,000 examples
 
 
