@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from fakes import ScriptedEngine
+from glmkit.apps.checkpoint import CallCache
 from glmkit.apps.generate import Generator, check, poem_lines
-from glmkit.apps.summarize import CallCache, Summarizer, extractive, lead, pieces, prefilter
+from glmkit.apps.summarize import Summarizer, extractive, lead, pieces, prefilter
 from glmkit.errors import CancelledError, InvalidRequestError
 from glmkit.runtime.chat import EngineChatModel
 from glmkit.runtime.formats.chatglm3 import ChatGLM3Format

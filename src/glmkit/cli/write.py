@@ -111,7 +111,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             return _report(args, report.as_dict())
         return _each(args, run_extractive)
 
-    from glmkit.apps.summarize import CallCache, Summarizer, checkpoint_path
+    from glmkit.apps.checkpoint import CallCache, checkpoint_path
+    from glmkit.apps.summarize import Summarizer
     from glmkit.runtime.loaders import load_chat_model
     from glmkit.types import TextDelta
 
