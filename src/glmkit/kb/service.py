@@ -8,6 +8,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -228,11 +229,17 @@ class KnowledgeBases:
         n = max(candidates, k)
         bm: list[tuple[str, float]] = []
         vec: list[tuple[str, float]] = []
-        if mode in ("hybrid", "bm25"):
+        if mode == "hybrid":
+            # The two lists do not depend on each other, and both wait outside the GIL (SQLite or the
+            # database server; the embedding engine's C code): side by side, a query costs the slower of
+            # them instead of their sum.
+            keyword = _SEARCH_POOL.submit(self.store.bm25, names, tokens(query), n, filters)
+            vec = self._vector_list(names, query, n, filters)
+            bm = keyword.result()
+        elif mode == "bm25":
             bm = self.store.bm25(names, tokens(query), n, filters)
-        if mode in ("hybrid", "vector"):
-            q = self.embedder.embed([query], "query")[0]
-            vec = self.store.vector(names, q, n, filters)
+        else:
+            vec = self._vector_list(names, query, n, filters)
         bm_rank = {cid: r for r, (cid, _) in enumerate(bm, 1)}
         vec_rank = {cid: r for r, (cid, _) in enumerate(vec, 1)}
         vec_score = dict(vec)
@@ -255,6 +262,17 @@ class KnowledgeBases:
                 for h, s in sorted(zip(hits, scores, strict=True), key=lambda x: -x[1])
             ]
         return hits[:k]
+
+    def _vector_list(
+        self, names: Sequence[str], query: str, n: int, filters: Filters
+    ) -> list[tuple[str, float]]:
+        q = self.embedder.embed([query], "query")[0]
+        return self.store.vector(names, q, n, filters)
+
+
+# The keyword half of hybrid queries runs here; queries of all knowledge bases share it (a thread each
+# for a few concurrent queries is plenty: the work is in SQLite or PostgreSQL).
+_SEARCH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="glmkit-kb-bm25")
 
 
 def _rerank_text(c: ChunkRecord) -> str:
