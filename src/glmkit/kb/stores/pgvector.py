@@ -1,6 +1,8 @@
-"""PostgreSQL + pgvector: the server-grade store. Chunks carry their jieba tokens as a ``text[]`` (GIN
-index; BM25 computed in SQL with document frequencies counted per query) and their vectors as
-``vector(dim)`` (HNSW index, cosine). Each document is replaced in one transaction."""
+"""PostgreSQL + pgvector: the server-grade store. Chunks carry their vectors as ``vector(dim)`` (HNSW
+index, cosine) and their jieba tokens as a ``text[]``; each (term, chunk) pair is also a row of
+``glmkit_postings`` (term frequency, chunk length), so BM25 reads only the postings of the query's terms
+through an index, and document frequencies are index-only counts. Each document is replaced in one
+transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +51,24 @@ CREATE TABLE IF NOT EXISTS glmkit_chunks (
     vec vector({dim}) NOT NULL);
 CREATE INDEX IF NOT EXISTS glmkit_chunks_kb ON glmkit_chunks(kb);
 CREATE INDEX IF NOT EXISTS glmkit_chunks_doc ON glmkit_chunks(doc_id);
-CREATE INDEX IF NOT EXISTS glmkit_chunks_tokens ON glmkit_chunks USING gin(tokens);
 CREATE INDEX IF NOT EXISTS glmkit_chunks_vec ON glmkit_chunks USING hnsw (vec vector_cosine_ops);
+CREATE TABLE IF NOT EXISTS glmkit_postings (
+    kb TEXT NOT NULL, term TEXT NOT NULL,
+    chunk_id TEXT NOT NULL REFERENCES glmkit_chunks(id) ON DELETE CASCADE,
+    doc_id TEXT NOT NULL, tf INTEGER NOT NULL, dl INTEGER NOT NULL,
+    PRIMARY KEY (kb, term, chunk_id));
+CREATE INDEX IF NOT EXISTS glmkit_postings_chunk ON glmkit_postings(chunk_id);
+"""
+
+# Databases written before the postings table existed get theirs filled once, from the chunks' tokens.
+BACKFILL = """
+SELECT pg_advisory_xact_lock(7446391);
+INSERT INTO glmkit_postings (kb, term, chunk_id, doc_id, tf, dl)
+SELECT c.kb, t.term, c.id, c.doc_id, count(*), c.n_tokens
+FROM glmkit_chunks c CROSS JOIN LATERAL unnest(c.tokens) AS t(term)
+WHERE NOT EXISTS (SELECT 1 FROM glmkit_postings p WHERE p.chunk_id = c.id)
+GROUP BY c.kb, t.term, c.id, c.doc_id, c.n_tokens
+ON CONFLICT DO NOTHING;
 """
 
 
@@ -76,7 +95,18 @@ class PgVectorStore:
             raise ModelLoadError(
                 f"PostgreSQL at {_redact(url)} cannot hold glmkit's tables (is pgvector installed?): {e}"
             ) from None
-        self._avgdl: dict[str, tuple[int, float, int]] = {}
+        self._stats: dict[tuple[str, ...], tuple[list[int], int, float]] = {}
+        try:
+            if self._q(
+                "SELECT EXISTS (SELECT 1 FROM glmkit_chunks)"
+                " AND NOT EXISTS (SELECT 1 FROM glmkit_postings LIMIT 1)"
+            )[0][0]:
+                with self._db.transaction(), self._db.cursor() as cur:
+                    cur.execute(BACKFILL)
+        except psycopg.Error as e:
+            raise ModelLoadError(
+                f"PostgreSQL at {_redact(url)}: cannot index the stored chunks: {e}"
+            ) from None
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._db.cursor() as cur:
@@ -187,6 +217,12 @@ class PgVectorStore:
                         for i, c in enumerate(chunks)
                     ],
                 )
+                # COPY: a document of 1,000 chunks has some 40,000 postings
+                with cur.copy("COPY glmkit_postings (kb, term, chunk_id, doc_id, tf, dl) FROM STDIN") as cp:
+                    for i, c in enumerate(chunks):
+                        words = c.tokens.split()
+                        for term, tf in Counter(words).items():
+                            cp.write_row((doc.kb, term, f"{doc_id}-{i}", doc_id, tf, len(words)))
             self._q("UPDATE glmkit_kbs SET version = version + 1 WHERE name = %s", (doc.kb,))
         found = self.find_document(doc.kb, doc.source)
         assert found is not None
@@ -213,35 +249,50 @@ class PgVectorStore:
         if not terms or not kbs:
             return []
         allowed = allowed_documents(self, kbs, filters)
-        stats = self._q(
-            "SELECT count(*), coalesce(avg(n_tokens), 1) FROM glmkit_chunks WHERE kb = ANY(%s)", (list(kbs),)
-        )[0]
-        total, avgdl = int(stats[0]), float(stats[1]) or 1.0
+        total, avgdl = self._collection(kbs)
         if total == 0:
             return []
         dfs = self._q(
-            "SELECT t, (SELECT count(*) FROM glmkit_chunks WHERE kb = ANY(%s) AND tokens @> ARRAY[t])"
-            " FROM unnest(%s::text[]) AS t",
+            "SELECT term, count(*) FROM glmkit_postings WHERE kb = ANY(%s) AND term = ANY(%s) GROUP BY term",
             (list(kbs), terms),
         )
         idf = {t: math.log(1 + (total - df + 0.5) / (df + 0.5)) for t, df in dfs if df > 0}
         if not idf:
             return []
         qterms = list(idf)
-        doc_filter = "" if allowed is None else " AND doc_id = ANY(%s)"
-        args: list[Any] = [qterms, [idf[t] for t in qterms], K1, K1, B, B, avgdl, list(kbs), qterms]
+        doc_filter = "" if allowed is None else " AND p.doc_id = ANY(%s)"
+        args: list[Any] = [qterms, [idf[t] for t in qterms], K1, K1, B, B, avgdl, list(kbs)]
         if allowed is not None:
             args.append(sorted(allowed))
         rows = self._q(
             "WITH q AS (SELECT * FROM unnest(%s::text[], %s::float8[]) AS q(term, idf))"
-            " SELECT c.id, sum(q.idf * tf.n * (%s + 1) / (tf.n + %s * (1 - %s + %s * c.n_tokens / %s))) AS s"
-            " FROM glmkit_chunks c CROSS JOIN q"
-            " CROSS JOIN LATERAL (SELECT count(*)::float8 AS n FROM unnest(c.tokens) x WHERE x = q.term) tf"
-            " WHERE c.kb = ANY(%s) AND c.tokens && %s::text[]" + doc_filter + " AND tf.n > 0"
-            " GROUP BY c.id ORDER BY s DESC LIMIT " + str(int(n)),
+            " SELECT p.chunk_id, sum(q.idf * p.tf * (%s + 1) / (p.tf + %s * (1 - %s + %s * p.dl / %s))) AS s"
+            " FROM glmkit_postings p JOIN q ON p.term = q.term"
+            " WHERE p.kb = ANY(%s)"
+            + doc_filter
+            + " GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT "
+            + str(int(n)),
             args,
         )
         return [(r[0], float(r[1])) for r in rows]
+
+    def _collection(self, kbs: Sequence[str]) -> tuple[int, float]:
+        """Chunks and their mean length in tokens over ``kbs``, recounted only when one has changed."""
+        key = tuple(sorted(kbs))
+        versions = [
+            int(v)
+            for (v,) in self._q(
+                "SELECT version FROM glmkit_kbs WHERE name = ANY(%s) ORDER BY name", (list(key),)
+            )
+        ]
+        hit = self._stats.get(key)
+        if hit is not None and hit[0] == versions:
+            return hit[1], hit[2]
+        total, avg = self._q(
+            "SELECT count(*), coalesce(avg(n_tokens), 1) FROM glmkit_chunks WHERE kb = ANY(%s)", (list(key),)
+        )[0]
+        self._stats[key] = (versions, int(total), float(avg) or 1.0)
+        return int(total), float(avg) or 1.0
 
     def vector(self, kbs: Sequence[str], query: Vectors, n: int, filters: Filters) -> list[tuple[str, float]]:
         allowed = allowed_documents(self, kbs, filters)
