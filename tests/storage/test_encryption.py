@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from glmkit.apps.checkpoint import CallCache, checkpoint_path
 from glmkit.apps.sessions import SessionStore
 from glmkit.errors import EncryptionKeyError, InvalidRequestError
 from glmkit.kb.faq import ReviewQueue
@@ -70,6 +71,7 @@ def fill(home: Path, key: StoreKey | None, docs: Path) -> None:
     audit = AuditLog(home / "audit", key=key)
     audit.record(AuditEvent(1.0, "u1", "POST", f"/v1/kb/{SENTENCE}/search", 200, "ok", 1.0, 10, 10))
     assert audit.flush()
+    CallCache(checkpoint_path(home, SENTENCE), key).put("call-1", f"摘要：{SENTENCE}")
     stores.extend([kbs.store, sessions, review, audit])
 
 
@@ -98,6 +100,7 @@ def contents(home: Path, key: StoreKey | None) -> dict[str, object]:
             "feedback": sessions.q("SELECT comment FROM feedback"),
             "faq": [c.question for c in review.list("shop")],
             "audit": [e.route for e in audit.query()],
+            "checkpoint": CallCache(checkpoint_path(home, SENTENCE), key).get("call-1"),
         }
     finally:
         for s in (kbs.store, sessions, review, audit):
@@ -128,6 +131,8 @@ def test_an_encrypted_home_holds_no_piece_of_the_sentence_on_disk(tmp_path: Path
     }
     assert set(forms.values()) == {"encrypted"}
     seen = contents(home, key)
+    assert seen["checkpoint"] == f"摘要：{SENTENCE}"
+    assert status(home)["files"] and set(status(home)["files"].values()) == {"sealed"}
     assert seen["messages"] == [("user", SENTENCE)] and seen["faq"] == [SENTENCE]
     assert any(SENTENCE in t for t in seen["kb"])  # type: ignore[attr-defined]
 
@@ -139,9 +144,11 @@ def test_encrypting_a_plain_home_keeps_everything_and_leaves_no_plaintext(tmp_pa
         s.close()  # type: ignore[attr-defined]
     stores.clear()
     before = contents(home, None)
-    assert len(leaks(home)) >= 4  # the negative control: a plain home shows the sentence in every store
+    assert len(leaks(home)) >= 5  # the negative control: a plain home shows the sentence in every store
     report = encrypt_home(Settings(home=home, encryption_key=KEY))
-    assert sorted(report.files) == sorted(status(home)["databases"])
+    after = status(home)
+    assert sorted(report.files) == sorted([*after["databases"], *after["files"]])
+    assert set(after["databases"].values()) == {"encrypted"} and set(after["files"].values()) == {"sealed"}
     assert leaks(home) == {}
     key = home_key(Settings(home=home, encryption_key=KEY))
     assert contents(home, key) == before

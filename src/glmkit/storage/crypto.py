@@ -234,3 +234,24 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- sealed lines (append-only JSON-lines files) ---------------------------------------------------------
+def seal_text(text: str, key: StoreKey) -> str:
+    """``text`` sealed and base64-encoded, to stand in a JSON line as ``{"sealed": …}``."""
+    import base64
+
+    return base64.b64encode(seal(text.encode(), key)).decode("ascii")
+
+
+def unseal_text(sealed: str, key: StoreKey | None, what: str | Path = "data") -> str:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+    except binascii.Error:
+        raise EncryptionKeyError(f"{what}: a sealed line is not base64 (the file is damaged)") from None
+    if not raw.startswith(SEAL_MAGIC):
+        raise EncryptionKeyError(f"{what}: a sealed line is not a sealed record (the file is damaged)")
+    return unseal(raw, key, what).decode()

@@ -29,12 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from glmkit.errors import EncryptionKeyError, InvalidRequestError
 from glmkit.storage.crypto import (
+    FileForm,
     StoreKey,
     _sqlcipher,
     connect,
     file_form,
     fsync_dir,
     key_from_settings,
+    seal_text,
+    unseal_text,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ JOURNAL = "encryption.journal.json"
 LOCK = ".encryption.lock"
 NEW = ".glmkit-new"
 DB_SUFFIXES = (".sqlite3", ".sqlite", ".db")
+LINE_FILES = ("summaries/checkpoints/*.jsonl",)  # JSON-lines files whose text is sealed line by line
 SKIP_DIRS = ("models",)  # downloaded model files: public, large, never customer data
 
 Op = Literal["encrypt", "rekey", "decrypt"]
@@ -83,6 +87,31 @@ def databases(home: Path) -> list[Path]:
             if p.suffix in DB_SUFFIXES and not f.startswith(".") and p.stat().st_size > 0:
                 out.append(p)
     return sorted(out)
+
+
+def line_files(home: Path) -> list[Path]:
+    """The JSON-lines files of ``home`` that hold customer text (summary checkpoints)."""
+    return sorted(p for pattern in LINE_FILES for p in home.glob(pattern) if p.is_file())
+
+
+def line_form(path: Path) -> FileForm:
+    """``plain`` when a line holds ``text``, ``sealed`` when it holds ``sealed``, else ``missing``."""
+    for line in path.read_text("utf-8", errors="replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "sealed" in obj:
+            return "sealed"
+        if isinstance(obj, dict) and "text" in obj:
+            return "plain"
+    return "missing"
+
+
+def _plain_members(home: Path) -> list[Path]:
+    return [p for p in databases(home) if file_form(p) == "plain"] + [
+        p for p in line_files(home) if line_form(p) == "plain"
+    ]
 
 
 def read_marker(home: Path) -> dict[str, Any] | None:
@@ -129,6 +158,7 @@ def status(home: Path, key: StoreKey | None = None) -> dict[str, Any]:
         "key_matches": None if marker is None or key is None else key.id == marker["key_id"],
         "interrupted_conversion": journal,
         "databases": {str(p.relative_to(home)): file_form(p) for p in databases(home)},
+        "files": {str(p.relative_to(home)): line_form(p) for p in line_files(home)},
     }
 
 
@@ -148,11 +178,11 @@ def check_home(home: Path, key: StoreKey | None) -> StoreKey | None:
     marker = read_marker(home)
     if marker is None:
         if key is not None:
-            plain = [p for p in databases(home) if file_form(p) == "plain"]
+            plain = _plain_members(home)
             if plain:
                 raise EncryptionKeyError(
                     f"{key.source} is set but {home} is not encrypted ({plain[0].relative_to(home)} is "
-                    "plain SQLite): run `glmkit home encrypt` to encrypt it (or unset the key)"
+                    "plain): run `glmkit home encrypt` to encrypt it (or unset the key)"
                 )
             home.mkdir(parents=True, exist_ok=True)
             _write_marker(home, key)
@@ -252,6 +282,40 @@ def _export(src: Path, dst: Path, old: StoreKey | None, new: StoreKey | None) ->
         os.fsync(f.fileno())
 
 
+def _recode_lines(src: Path, old: StoreKey | None, new: StoreKey | None) -> list[str]:
+    """Copy a JSON-lines file, each line's text unsealed from ``old`` and sealed under ``new``; a line
+    torn by an earlier kill is dropped (its reader ignores it anyway)."""
+    out = []
+    for line in src.read_text("utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if isinstance(obj.get("sealed"), str):
+            text = unseal_text(obj.pop("sealed"), old, src)
+        elif isinstance(obj.get("text"), str):
+            if old is not None:
+                raise EncryptionKeyError(
+                    f"{src} holds plain lines in an encrypted home: restore it from a backup"
+                )
+            text = obj.pop("text")
+        else:
+            continue
+        obj |= {"text": text} if new is None else {"sealed": seal_text(text, new)}
+        out.append(json.dumps(obj, ensure_ascii=False) + "\n")
+    return out
+
+
+def _convert_lines(src: Path, dst: Path, old: StoreKey | None, new: StoreKey | None) -> None:
+    out = _recode_lines(src, old, new)
+    with dst.open("w", encoding="utf-8") as f:
+        f.writelines(out)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def convert_home(
     home: Path, old: StoreKey | None, new: StoreKey | None, *, progress: Progress | None = None
 ) -> ConversionReport:
@@ -278,9 +342,13 @@ def convert_home(
         if old is not None and new is not None and old.id == new.id:
             raise InvalidRequestError("the new key is the current key")
         want = "plain" if old is None else "encrypted"
-        files = [p for p in databases(home) if file_form(p) == want]
-        for p in files:  # every file opens with the old key before anything is written
+        dbs = [p for p in databases(home) if file_form(p) == want]
+        lines = [p for p in line_files(home) if line_form(p) == ("plain" if old is None else "sealed")]
+        files = dbs + lines
+        for p in dbs:  # every file opens with the old key before anything is written
             connect(p, old, timeout=60).close()
+        for p in lines:
+            _recode_lines(p, old, None)
         rel = [str(p.relative_to(home)) for p in files]
         journal: dict[str, Any] = {
             "op": op,
@@ -290,7 +358,7 @@ def convert_home(
         }
         _write_json(home / JOURNAL, journal)
         for p, r in zip(files, rel, strict=True):
-            _export(p, p.with_name(p.name + NEW), old, new)
+            (_export if p in dbs else _convert_lines)(p, p.with_name(p.name + NEW), old, new)
             if progress:
                 progress(f"exported {r}")
         fsync_dirs(files)
