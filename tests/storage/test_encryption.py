@@ -1,5 +1,5 @@
 """Encryption at rest under GLMKIT_HOME: what reaches the disk, the key errors, and ``glmkit home``
-conversions (kills included: tests/storage/test_kill.py)."""
+conversions (kills included: tests/storage/test_home_kill.py)."""
 
 from __future__ import annotations
 
