@@ -15,6 +15,7 @@
     ├── PayloadTooLargeError (413)   request body over the server's limit
     ├── RateLimitError (429)         a key (or client) sent too many requests; carries ``retry_after``
     ├── OverloadedError (503)        the queue is full or the server is shutting down
+    ├── EncryptionKeyError (503)     the encryption key is missing, wrong or malformed for this home
     └── TimeoutError_ (504)          the request ran past the server's time limit
 
 Every message names the problem and, where there is one, the fix.
@@ -115,6 +116,14 @@ class RateLimitError(GlmkitError):
 class OverloadedError(GlmkitError):
     status = 503
     code = "overloaded"
+    type = "server_error"
+
+
+class EncryptionKeyError(GlmkitError):
+    """The stores under ``GLMKIT_HOME`` cannot be opened with the key given (or without one)."""
+
+    status = 503
+    code = "encryption_key_error"
     type = "server_error"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -153,6 +153,17 @@ class Settings(BaseSettings):
         default_factory=list,
         description="API key ids or names that may read the audit log over HTTP (with no keys: anyone "
         "on loopback).",
+    )
+
+    # -- encryption at rest (docs/safety.md) ---------------------------------------------------------------
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Encrypt everything under home (SQLCipher databases, AES-GCM files) with this key: at "
+        "least 32 random characters (glmkit home keygen prints one). An existing plain home needs "
+        "`glmkit home encrypt` first.",
+    )
+    encryption_key_file: Path | None = Field(
+        None, description="A file holding the encryption key (instead of encryption_key)."
     )
 
     @field_validator("home", mode="before")

@@ -24,12 +24,16 @@ def pg_uri() -> Iterator[str]:
 _n = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "pgvector"])
+@pytest.fixture(params=["sqlite", "sqlite-encrypted", "pgvector"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     from glmkit.kb.stores import open_store
 
     if request.param == "sqlite":
         s = open_store(None, tmp_path)
+    elif request.param == "sqlite-encrypted":  # the same suite through SQLCipher (docs/safety.md)
+        from glmkit.storage.crypto import StoreKey
+
+        s = open_store(None, tmp_path, StoreKey.from_text("test-key-" + "0123456789abcdef" * 2))
     else:
         from pg import fresh_database
 

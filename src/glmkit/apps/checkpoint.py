@@ -9,14 +9,19 @@ import os
 import threading
 from pathlib import Path
 
+from glmkit.errors import EncryptionKeyError
+from glmkit.storage.crypto import StoreKey, seal_text, unseal_text
+
 
 class CallCache:
     """The results of finished model calls, one JSON line each (appended, flushed and synced as each call
     ends), keyed by what the call was asked. A summary killed at any point resumes from the calls that
-    finished; a line torn by the kill is ignored."""
+    finished; a line torn by the kill is ignored. With ``key`` (an encrypted home) each line's text is
+    sealed (``{"key": …, "sealed": base64 AES-GCM}``), so no summary reaches the disk in the clear."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: StoreKey | None = None) -> None:
         self.path = path
+        self.store_key = key
         self._done: dict[str, str] = {}
         self._lock = threading.Lock()
         try:
@@ -28,7 +33,15 @@ class CallCache:
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(obj, dict) and isinstance(obj.get("key"), str) and isinstance(obj.get("text"), str):
+            if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+                continue
+            if isinstance(obj.get("sealed"), str):
+                self._done[obj["key"]] = unseal_text(obj["sealed"], key, path)
+            elif isinstance(obj.get("text"), str):
+                if key is not None:
+                    raise EncryptionKeyError(
+                        f"{key.source} is set but {path} is not encrypted: run `glmkit home encrypt`"
+                    )
                 self._done[obj["key"]] = obj["text"]
         self._torn = bool(raw) and not raw.endswith(b"\n")
 
@@ -44,7 +57,8 @@ class CallCache:
             return self._done.get(key)
 
     def put(self, key: str, text: str) -> None:
-        line = json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n"
+        body = {"text": text} if self.store_key is None else {"sealed": seal_text(text, self.store_key)}
+        line = json.dumps({"key": key, **body}, ensure_ascii=False) + "\n"
         with self._lock:
             self._done[key] = text
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,5 +77,7 @@ class CallCache:
 
 def checkpoint_path(home: Path, text: str, **options: object) -> Path:
     """Where the calls of one summary of ``text`` with ``options`` are kept until it completes."""
-    key = CallCache.key(hashlib.sha256(text.encode()).hexdigest(), sorted((k, str(v)) for k, v in options.items()))
+    key = CallCache.key(
+        hashlib.sha256(text.encode()).hexdigest(), sorted((k, str(v)) for k, v in options.items())
+    )
     return home / "summaries" / "checkpoints" / f"{key[:32]}.jsonl"

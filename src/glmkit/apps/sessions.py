@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from glmkit.errors import GlmkitError
+from glmkit.storage.crypto import StoreKey, connect
 
 if TYPE_CHECKING:
     from glmkit.apps.bot_config import BotConfig
@@ -28,9 +28,9 @@ class SessionNotFoundError(GlmkitError):
 class SessionStore:
     """Sessions, messages, hand-offs and feedback in SQLite (survives restarts)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: StoreKey | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db = connect(path, key)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(
             """

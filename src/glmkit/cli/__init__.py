@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     from glmkit.cli.audit import register as register_audit
 
     register_audit(sub)
+    from glmkit.cli.home import register as register_home
+
+    register_home(sub)
     return p
 
 

@@ -40,12 +40,15 @@ def _files(home: Path) -> list[Path]:
 def cmd_audit(args: argparse.Namespace) -> int:
     from glmkit.safety.audit import export, parse_time, read_events
     from glmkit.settings import Settings
+    from glmkit.storage.home import home_key
 
-    files = _files(Settings().home)
+    settings = Settings()
+    key = home_key(settings)
+    files = _files(settings.home)
     if args.audit_command == "export":
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
-        events = read_events(files, since, until, flagged=args.flagged)
+        events = read_events(files, since, until, flagged=args.flagged, key=key)
         if args.out is not None:
             with args.out.open("w", encoding="utf-8", newline="") as f:
                 n = export(events, f, args.format)
@@ -53,7 +56,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         else:
             export(events, sys.stdout, args.format)
         return 0
-    rows = list(read_events(files, flagged=args.flagged, limit=max(1, args.n), newest_first=True))
+    rows = list(read_events(files, flagged=args.flagged, limit=max(1, args.n), newest_first=True, key=key))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], ensure_ascii=False))
         return 0

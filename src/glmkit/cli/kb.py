@@ -243,9 +243,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_faq(args: argparse.Namespace, kbs: Any, settings: Any) -> int:
     from glmkit.errors import InvalidRequestError
     from glmkit.kb.faq import FAQBuilder, ReviewQueue
+    from glmkit.storage.home import home_key
 
     kbs.store.get_kb(args.name)
-    queue = ReviewQueue(settings.home / "kb" / "review.sqlite3")
+    queue = ReviewQueue(settings.home / "kb" / "review.sqlite3", home_key(settings))
     builder = FAQBuilder(kbs, queue)
     c = args.faq_command
     out: Any

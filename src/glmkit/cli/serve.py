@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; anything else needs API keys)")
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--parallel", type=int, help="sequences decoded together (default 8)")
-    serve.add_argument("--lora", type=Path, help="GGUF LoRA adapter to apply (glmkit train export --gguf-lora)")
+    serve.add_argument(
+        "--lora", type=Path, help="GGUF LoRA adapter to apply (glmkit train export --gguf-lora)"
+    )
     serve.add_argument(
         "--cors-origin", action="append", dest="cors_origins", help="allow this browser origin (repeatable)"
     )
@@ -82,9 +84,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from glmkit.runtime.loaders import resolve_spec
     from glmkit.server.app import create_app, is_loopback
     from glmkit.server.auth import KeyStore
+    from glmkit.storage.home import home_key
 
     settings = settings_from(args)
     resolve_spec(None, settings)  # a missing model or adapter is said here, not in a startup traceback
+    home_key(settings)  # so is a missing or wrong encryption key (docs/safety.md)
     keys = KeyStore(settings.home / "api_keys.json")
     if not is_loopback(settings.host) and not keys:
         raise InvalidRequestError(

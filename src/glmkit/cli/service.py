@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     from glmkit.kb import open_knowledge_bases
     from glmkit.kb.embed import load_embedder
     from glmkit.runtime.loaders import load_chat_model
+    from glmkit.storage.home import home_key
 
     cfg = BotConfig.load(args.config)
     if settings.code_interpreter:
@@ -92,10 +93,13 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     kbs = open_knowledge_bases(settings) if cfg.knowledge_bases else None
     if kbs is not None:
         kbs.visible(cfg.knowledge_bases, None)  # a missing knowledge base fails before the model loads
+    store = SessionStore(
+        settings.home / "service" / "sessions.sqlite3", home_key(settings)
+    )  # a key error before the model loads
     embedder = load_embedder(settings.embedding_model)
     model = load_chat_model(settings=settings)
     try:
-        bot = Bot(cfg, model, embedder, SessionStore(settings.home / "service" / "sessions.sqlite3"), kbs)
+        bot = Bot(cfg, model, embedder, store, kbs)
         sid = args.session or bot.start("terminal")
         if args.session:
             bot.store.get(cfg.name, sid)
@@ -138,9 +142,10 @@ def _stdin_lines() -> Any:
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     from glmkit.apps.bot_config import BotConfig
     from glmkit.apps.sessions import SessionStore, export_feedback
+    from glmkit.storage.home import home_key
 
     cfg = BotConfig.load(args.config)
-    store = SessionStore(settings.home / "service" / "sessions.sqlite3")
+    store = SessionStore(settings.home / "service" / "sessions.sqlite3", home_key(settings))
 
     text = export_feedback(store, cfg, args.fmt, args.min_rating)
     if args.out:

@@ -114,12 +114,14 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from glmkit.apps.checkpoint import CallCache, checkpoint_path
     from glmkit.apps.summarize import Summarizer
     from glmkit.runtime.loaders import load_chat_model
+    from glmkit.storage.home import home_key
     from glmkit.types import TextDelta
 
     settings = settings_from(args)
     if not 1 <= args.parallel <= 64:
         raise InvalidRequestError(f"--parallel must be within [1, 64], got {args.parallel}")
     settings = settings.model_copy(update={"n_seq_max": args.parallel})
+    store_key = home_key(settings)  # checkpoints are sealed in an encrypted home; a key error comes first
     model = load_chat_model(settings=settings)
     try:
         summarizer = Summarizer(
@@ -137,7 +139,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             path = checkpoint_path(settings.home, text, model=model.name, prefilter=args.prefilter, **kw)
             if not resume:
                 path.unlink(missing_ok=True)
-            return CallCache(path)
+            return CallCache(path, store_key)
 
         if batch:
 

@@ -15,9 +15,10 @@ def open_knowledge_bases(settings: Settings) -> KnowledgeBases:
     from glmkit.kb.rerank import load_reranker
     from glmkit.kb.service import KnowledgeBases
     from glmkit.kb.stores import open_store
+    from glmkit.storage.home import home_key
 
     return KnowledgeBases(
-        open_store(settings.kb_store, settings.home),
+        open_store(settings.kb_store, settings.home, home_key(settings)),
         lambda: load_embedder(settings.embedding_model),
         lambda: load_reranker(settings.kb_reranker),
         chunk_size=settings.kb_chunk_size,

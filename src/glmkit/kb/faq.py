@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from glmkit.kb.store import DocRecord, KBNotFoundError, NewChunk
 from glmkit.kb.text import tokens
 from glmkit.runtime.chat import collect
 from glmkit.runtime.protocol import ChatModel
+from glmkit.storage.crypto import StoreKey, connect
 from glmkit.types import Constraint, Message, SamplingParams
 
 Status = Literal["pending", "published", "rejected"]
@@ -60,9 +60,9 @@ class Candidate:
 
 
 class ReviewQueue:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: StoreKey | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db = connect(path, key)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS candidates (id TEXT PRIMARY KEY, kb TEXT NOT NULL,"

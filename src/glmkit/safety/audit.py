@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from glmkit.errors import InvalidRequestError
+from glmkit.storage.crypto import DatabaseError, Error, StoreKey, connect
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,10 @@ class AuditLog:
         keep_files: int = 10,
         keep_days: float = 90.0,
         batch: int = 256,
+        key: StoreKey | None = None,
     ) -> None:
         self.folder = folder
+        self.key = key
         self.max_bytes = max_bytes
         self.keep_files = keep_files
         self.keep_days = keep_days
@@ -137,7 +140,7 @@ class AuditLog:
         return self.folder / CURRENT
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        db = connect(self.path, self.key, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
@@ -166,7 +169,7 @@ class AuditLog:
             try:
                 if rows:
                     self._write(rows)
-            except sqlite3.Error as e:  # a full disk must not take the server down; say so in the log
+            except Error as e:  # a full disk must not take the server down; say so in the log
                 log.warning("audit log: %d rows not written: %s", len(rows), e)
             finally:
                 for _ in items:
@@ -268,6 +271,7 @@ class AuditLog:
                 route=route,
                 limit=limit,
                 newest_first=newest_first,
+                key=self.key,
             )
         )
 
@@ -282,6 +286,7 @@ def read_events(
     route: str | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    key: StoreKey | None = None,
 ) -> Iterator[AuditEvent]:
     """Events from audit files (given oldest first), filtered, in time order (or newest first)."""
     where: list[str] = ["1=1"]
@@ -310,7 +315,10 @@ def read_events(
             return
         if not path.exists():
             continue
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            db = connect(path, key, timeout=10, readonly=True)
+        except DatabaseError as e:
+            raise InvalidRequestError(f"{path}: not a readable audit database ({e})") from None
         try:
             rows = db.execute(
                 sql + (" LIMIT ?" if left is not None else ""), [*args, *([left] if left else [])]
@@ -319,7 +327,7 @@ def read_events(
                 yield AuditEvent.from_row(row)
                 if left is not None:
                     left -= 1
-        except sqlite3.DatabaseError as e:
+        except DatabaseError as e:
             raise InvalidRequestError(f"{path}: not a readable audit database ({e})") from None
         finally:
             db.close()

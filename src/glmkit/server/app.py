@@ -86,6 +86,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from glmkit.storage.home import home_key
+
+        store_key = home_key(settings)  # a missing or wrong key stops the server here, not per request
         owns = chat_model is None
         if owns:
             from glmkit.runtime.loaders import load_chat_model
@@ -96,6 +99,7 @@ def create_app(
             model = chat_model  # type: ignore[assignment]
         state = AppState(settings, model, keystore, RateLimiter(settings.rate_limit_rpm), Metrics(), embedder)
         state.metrics._stats = state.engine_stats
+        state.store_key = store_key
         _start_safety(state)
         app.state.glmkit = state
         try:
@@ -251,6 +255,7 @@ def _start_safety(state: AppState) -> None:
             max_bytes=settings.audit_max_bytes,
             keep_files=settings.audit_keep_files,
             keep_days=settings.audit_keep_days,
+            key=state.store_key,
         )
 
 

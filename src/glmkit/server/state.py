@@ -17,6 +17,7 @@ from glmkit.runtime.protocol import ChatModel
 from glmkit.server.auth import KeyStore, RateLimiter
 from glmkit.server.metrics import Metrics
 from glmkit.settings import Settings
+from glmkit.storage.crypto import StoreKey
 
 if TYPE_CHECKING:
     from glmkit.safety.guard import Safety
@@ -37,6 +38,7 @@ class AppState:
     draining: bool = False
     safety_instance: Any = None  # glmkit.safety.guard.Safety, built on first use
     audit: Any = None  # glmkit.safety.audit.AuditLog when audit_log is on (set in the app's lifespan)
+    store_key: StoreKey | None = None  # the home's encryption key, checked at startup (docs/safety.md)
     _embed_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def engine_stats(self) -> dict[str, int]:
@@ -108,7 +110,7 @@ class AppState:
                 if self.embedder_instance is None:
                     self.embedder_instance = load_embedder(self.settings.embedding_model)
                 emb = self.embedder_instance
-                store = SessionStore(self.settings.home / "service" / "sessions.sqlite3")
+                store = SessionStore(self.settings.home / "service" / "sessions.sqlite3", self.store_key)
                 for c in configs:
                     kbs = self.kbs if c.knowledge_bases else None
                     guard = self.safety.guard("service", c.safety, c.name)

@@ -30,6 +30,7 @@ from glmkit.kb.store import (
     chunk_from_row,
     doc_from_row,
 )
+from glmkit.storage.crypto import IntegrityError, StoreKey, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kbs (
@@ -52,10 +53,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(tokens, chunk_id UNINDE
 class SQLiteStore:
     name = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: StoreKey | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db = connect(path, key)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -72,7 +73,7 @@ class SQLiteStore:
                     "INSERT INTO kbs (name, description, created, embedder, dim, owner) VALUES (?,?,?,?,?,?)",
                     (name, description, time.time(), embedder, dim, owner),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise KBExistsError(f"knowledge base {name!r} already exists", param="name") from None
         return self.get_kb(name)
 

@@ -251,7 +251,7 @@ def _builder(request: Request) -> Any:
 
     state = get_state(request)
     if state.review_queue is None:
-        state.review_queue = ReviewQueue(state.settings.home / "kb" / "review.sqlite3")
+        state.review_queue = ReviewQueue(state.settings.home / "kb" / "review.sqlite3", state.store_key)
     return FAQBuilder(state.kbs, state.review_queue)
 
 
