@@ -109,7 +109,12 @@ class Launch:
 
     @property
     def uses_accelerate(self) -> bool:
-        return self.processes > 1 or self.mixed_precision != "no" or self.launcher == "accelerate"
+        return (
+            self.processes > 1
+            or self.mixed_precision != "no"
+            or self.launcher == "accelerate"
+            or self.device == "cuda"
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -343,6 +348,12 @@ class Processes:
             ds["gradient_clipping"] = self._cfg.max_grad_norm or 0.0
         prepared = self._acc.prepare(model, optimizer)
         return prepared[0], prepared[1]
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A micro-batch (built on CPU) on the device accelerate placed the model on."""
+        if self._acc is None or self._acc.device.type == "cpu":
+            return batch
+        return {k: v.to(self._acc.device) for k, v in batch.items()}
 
     def unwrap(self, model: Any) -> Any:
         return model if self._acc is None else self._acc.unwrap_model(model)

@@ -159,6 +159,7 @@ def evaluate(
     with torch.no_grad():
         for i in range(rank * batch_size, len(data.examples), batch_size * world):
             batch = collate(data.examples[i : i + batch_size], pad_id)
+            batch = procs.to_device(batch) if procs is not None else batch
             n = learned_tokens(batch)
             if n:
                 total += float(loss_sum(model, batch, use_cache=use_cache))
@@ -374,7 +375,9 @@ def _run(
         warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         while step < cfg.max_steps:
             micro = [
-                batches.micro_batch(step * launch.grad_accum + m, launch.rank, launch.processes)
+                procs.to_device(
+                    batches.micro_batch(step * launch.grad_accum + m, launch.rank, launch.processes)
+                )
                 for m in range(launch.grad_accum)
             ]
             lr = optimizer.param_groups[0]["lr"]
@@ -471,7 +474,7 @@ def _save(
         saved = ck.save_checkpoint(
             run_dir,
             step,
-            trainable_state(raw_model),
+            {k: v.cpu() for k, v in trainable_state(raw_model).items()},  # .cpu(): as is on CPU
             optimizer,
             scheduler,
             keep=cfg.keep_checkpoints,
