@@ -277,3 +277,31 @@ def test_one_process_runs_need_no_launcher(common: dict[str, Any], tmp_path: Pat
     latest = ck.latest_checkpoint(cfg.output_dir)
     assert latest is not None and not (latest.path / RNG_RANKS).exists()
     assert json.loads((cfg.output_dir / ck.RUN_FILE).read_text())["distributed"]["processes"] == 1
+
+
+def test_the_chatglm3_recipe_files_load_and_plan_as_docs_train_md_says() -> None:
+    """docs/examples/chatglm3-6b: accelerate reads its config files, glmkit its own, and the launch plans
+    they make (on GPUs, as a launcher would set the environment) are the documented ones."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    recipes = HERE.parents[1] / "docs" / "examples" / "chatglm3-6b"
+    kinds = {
+        f.name: str(load_config_from_file(str(f)).distributed_type) for f in recipes.glob("accelerate-*.yaml")
+    }
+    assert kinds == {
+        "accelerate-1gpu.yaml": "DistributedType.NO",
+        "accelerate-ddp-8gpu.yaml": "DistributedType.MULTI_GPU",
+        "accelerate-zero3-2nodes.yaml": "DistributedType.DEEPSPEED",
+        "accelerate-fsdp-2nodes.yaml": "DistributedType.FSDP",
+    }
+    json.loads((recipes / "deepspeed-zero3.json").read_text())
+    lora = parse_config(yaml.safe_load((recipes / "lora.yaml").read_text()))
+    full = parse_config(yaml.safe_load((recipes / "full.yaml").read_text()))
+    gpus = {**LAUNCHED, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    assert detect_launch(lora, {"ACCELERATE_MIXED_PRECISION": "bf16"}, GPU).grad_accum == 16
+    eight = detect_launch(lora, {**gpus, "WORLD_SIZE": "8"}, GPU)
+    assert (eight.strategy, eight.grad_accum, eight.global_batch) == ("ddp", 2, 64)
+    fsdp = detect_launch(full, {**gpus, "WORLD_SIZE": "16", "ACCELERATE_USE_FSDP": "true"}, GPU)
+    assert (fsdp.strategy, fsdp.grad_accum, fsdp.mixed_precision) == ("fsdp", 4, "bf16")
+    with pytest.raises(InvalidRequestError, match="DeepSpeed is not installed"):  # none on this machine
+        detect_launch(full, {**gpus, "WORLD_SIZE": "16", "ACCELERATE_USE_DEEPSPEED": "true"}, GPU)
