@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import glmkit
+from chatglm3_tiny import TinyChatGLM3
 from glmkit.errors import InvalidRequestError
 from glmkit.train import checkpoint as ck
 from glmkit.train.config import load_config, parse_config
@@ -146,13 +147,20 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(common: dict[str, 
 
 
 def test_a_one_process_run_resumes_on_two_with_global_batch_size(
-    common: dict[str, Any], tmp_path: Path
+    common: dict[str, Any], chatglm3_tiny: TinyChatGLM3, tmp_path: Path
 ) -> None:
     """global_batch_size fixes the step's examples; grad_accum follows the process count (4 on one process,
-    2 on two), so a run can move between process counts mid-way and still compute the same thing."""
+    2 on two), so a run can move between process counts mid-way and still compute the same thing. P-Tuning
+    v2 on the tiny ChatGLM3: DDP carries a prefix encoder as well as LoRA."""
     import torch
 
-    settings = {**common, "global_batch_size": 8}
+    settings = {k: v for k, v in common.items() if k != "lora"}
+    settings.update(
+        model=str(chatglm3_tiny.checkpoint),
+        method="ptuning",
+        ptuning={"num_virtual_tokens": 4},
+        global_batch_size=8,
+    )
     whole = load_config(write_config(tmp_path / "whole.yaml", **settings, output_dir=str(tmp_path / "whole")))
     run(whole, progress=None)
     cfg_path = write_config(tmp_path / "moved.yaml", **settings, output_dir=str(tmp_path / "moved"))
@@ -305,3 +313,24 @@ def test_the_chatglm3_recipe_files_load_and_plan_as_docs_train_md_says() -> None
     assert (fsdp.strategy, fsdp.grad_accum, fsdp.mixed_precision) == ("fsdp", 4, "bf16")
     with pytest.raises(InvalidRequestError, match="DeepSpeed is not installed"):  # none on this machine
         detect_launch(full, {**gpus, "WORLD_SIZE": "16", "ACCELERATE_USE_DEEPSPEED": "true"}, GPU)
+
+
+def test_bf16_autocast_on_one_cpu_process(common: dict[str, Any], tmp_path: Path) -> None:
+    """mixed_precision: bf16 goes through accelerate on one process: the forward runs in bf16 (its losses
+    differ from fp32 in the third digit or so) while the trained weights stay fp32; a later fp32 run in the
+    same process is not affected by accelerate's process-wide state."""
+    import torch
+
+    def train(name: str, **extra: Any) -> tuple[list[float], dict[str, Any]]:
+        cfg = load_config(
+            write_config(tmp_path / f"{name}.yaml", **common, **extra, output_dir=str(tmp_path / name))
+        )
+        run(cfg, progress=None)
+        return [r["loss"] for r in log(cfg.output_dir)], weights(cfg.output_dir)
+
+    fp32, _ = train("fp32")
+    bf16, w16 = train("bf16", mixed_precision="bf16")
+    assert train("fp32-again")[0] == fp32  # the bf16 run left no autocast or accelerate state behind
+    assert train("bf16-again", mixed_precision="bf16")[0] == bf16  # and a new Accelerator starts anew
+    assert bf16 != fp32 and all(a == pytest.approx(b, rel=0.05) for a, b in zip(bf16, fp32, strict=True))
+    assert all(v.dtype == torch.float32 for v in w16.values())
