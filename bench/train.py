@@ -1,6 +1,14 @@
-"""Training throughput and memory on the embedded model: LoRA vs P-Tuning v2 vs full fine-tuning.
+"""Training throughput and memory on the embedded model: LoRA vs P-Tuning v2 vs full fine-tuning, and
+one process against several (``--processes``).
 
     .venv/bin/python bench/train.py [--steps 6] [--seq 128] [--threads 2] [--methods lora,ptuning,full]
+    .venv/bin/python bench/train.py --processes 1,2 [--methods lora] [--global-batch 2] [--steps 6]
+
+``--processes 1,2`` trains the first method under torchrun (gloo on CPU) with 1 and then 2 processes, the
+same global batch (``--global-batch``, split over the processes) and the cores split between them
+(``--threads`` / processes torch threads each): the same computation, so the tokens/s compare directly.
+It reports the run's tokens/s (every rank's tokens over the slowest rank's training time) and each
+process's peak RSS, and writes ``bench/results/train_processes.json``.
 
 The embedded GGUF (Qwen2.5-Coder-0.5B-Instruct Q4_K_M) is dequantised to fp32 once, exactly as
 ``glmkit train`` does, and saved as a Hugging Face checkpoint under ``$GLMKIT_HOME/cache``; each method
@@ -97,7 +105,7 @@ class PeakRss:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
-def one(method: str, model: Path, steps: int, seq: int, threads: int) -> dict[str, Any]:
+def one(method: str, model: Path, steps: int, seq: int, threads: int, batch: int = 1) -> dict[str, Any]:
     """Train one method in this process and return its numbers."""
     import torch
 
@@ -122,7 +130,7 @@ def one(method: str, model: Path, steps: int, seq: int, threads: int) -> dict[st
         "data": str(data),
         "output_dir": str(work / "run"),
         "max_steps": steps,
-        "batch_size": 1,
+        "batch_size": batch,
         "max_seq_len": seq,
         "seed": 1,
     }
@@ -141,20 +149,125 @@ def one(method: str, model: Path, steps: int, seq: int, threads: int) -> dict[st
     return result
 
 
+def scaling(args: argparse.Namespace, model: Path) -> None:
+    """The first method on 1, 2, … processes under torchrun: the same global batch, the cores shared."""
+    method = args.methods.split(",")[0]
+    counts = [int(x) for x in args.processes.split(",")]
+    rows, results = [], {}
+    for n in counts:
+        if args.global_batch % n or args.threads % n:
+            raise SystemExit(
+                f"--global-batch {args.global_batch} and --threads {args.threads} must divide by {n}"
+            )
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(n),
+            __file__,
+            "--one",
+            method,
+            "--model",
+            str(model),
+            "--steps",
+            str(args.steps),
+            "--seq",
+            str(args.seq),
+            "--threads",
+            str(args.threads // n),
+            "--batch",
+            str(args.global_batch // n),
+        ]
+        t = time.perf_counter()
+        env = {**os.environ, "GLMKIT_LOG": "error", "OMP_NUM_THREADS": str(args.threads // n)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, file=sys.stderr)
+            raise SystemExit(f"{n} processes failed")
+        ranks = sorted(
+            (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+            key=lambda r: r["rank"],
+        )
+        assert len(ranks) == n, proc.stdout
+        seconds = max(r["seconds"] for r in ranks)
+        tokens = sum(r["tokens"] for r in ranks)
+        summary = {
+            "processes": n,
+            "threads_per_process": args.threads // n,
+            "batch_per_process": args.global_batch // n,
+            "tokens": tokens,
+            "train_seconds": seconds,
+            "tokens_per_s": round(tokens / seconds, 1),
+            "peak_rss_mb_per_process": [r["train_peak_rss_mb"] for r in ranks],
+            "rss_after_load_mb_per_process": [r["rss_after_load_mb"] for r in ranks],
+            "process_seconds": round(time.perf_counter() - t, 1),
+            "ranks": ranks,
+        }
+        results[str(n)] = summary
+        base = results[str(counts[0])]["tokens_per_s"]
+        rows.append(
+            [
+                str(n),
+                f"{args.threads // n}",
+                f"{args.global_batch // n}",
+                f"{summary['tokens_per_s']:.1f}",
+                f"{summary['tokens_per_s'] / base:.2f}×",
+                " / ".join(f"{x:,.0f}" for x in summary["peak_rss_mb_per_process"]),
+                f"{seconds:.1f}",
+                f"{summary['process_seconds']:.0f}",
+            ]
+        )
+        print(f"{n} process(es): {summary['tokens_per_s']:.1f} tok/s", file=sys.stderr)
+    headers = [
+        "processes",
+        "threads each",
+        "batch each",
+        "tokens/s (run)",
+        "vs first",
+        "peak RSS MB per process",
+        "train s",
+        "wall s (load incl.)",
+    ]
+    print(f"{method}, global batch {args.global_batch}, {args.steps} steps, torchrun + gloo")
+    print(table(headers, rows))
+    path = write_result(
+        "train_processes",
+        {
+            "machine": machine(),
+            "model": "qwen2.5-coder-0.5b (embedded GGUF dequantised to fp32)",
+            "method": method,
+            "steps": args.steps,
+            "max_seq_len": args.seq,
+            "global_batch": args.global_batch,
+            "threads": args.threads,
+            "results": results,
+        },
+    )
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default="lora,ptuning,full")
+    ap.add_argument("--processes", help="compare process counts (e.g. 1,2) on the first method")
+    ap.add_argument("--global-batch", type=int, default=2, help="with --processes: examples per step")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.model, args.steps, args.seq, args.threads)))
+        print(json.dumps(one(args.one, args.model, args.steps, args.seq, args.threads, args.batch)))
         return
 
     model = dequantised_checkpoint()
+    if args.processes:
+        scaling(args, model)
+        return
     rows, results = [], {}
     for method in args.methods.split(","):
         cmd = [

@@ -58,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     result = run(cfg, resume=args.resume, progress=None if args.quiet else sys.stderr).as_dict()
+    if result["rank"] != 0:  # under a launcher, rank 0 reports for the run
+        return 0
     lines = [
         f"trained {result['method']} for {result['steps']} steps"
         + (f" (resumed at step {result['resumed_from']})" if result["resumed_from"] is not None else ""),

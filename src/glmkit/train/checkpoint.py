@@ -115,8 +115,10 @@ def save_checkpoint(
     scheduler: Any,
     *,
     keep: int,
+    extra: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Write checkpoint ``step`` atomically, then delete all but the newest ``keep``."""
+    """Write checkpoint ``step`` atomically, then delete all but the newest ``keep``. ``extra``: more
+    ``{file name: object}`` to ``torch.save`` into it (every rank's RNG state on several processes)."""
     import torch
     from safetensors.torch import save_file
 
@@ -125,12 +127,19 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), str(d / "optimizer.pt"))
         torch.save(scheduler.state_dict(), str(d / "scheduler.pt"))
         torch.save(torch.get_rng_state(), str(d / "rng.pt"))
+        for name, obj in (extra or {}).items():
+            torch.save(obj, str(d / name))
         (d / STATE).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
 
     path = write_atomic_dir(run_dir / CHECKPOINTS / checkpoint_name(step), fill)
+    prune(run_dir, keep)
+    return Checkpoint(path, step)
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints."""
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
-    return Checkpoint(path, step)
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

@@ -4,8 +4,11 @@ Every problem becomes ``InvalidRequestError`` whose message starts with the file
 (``lora.r: must be >= 1, got 0``) and whose ``param`` is that field. Relative paths (``data``,
 ``eval_data``, ``output_dir``, a ``model`` directory or GGUF) are read relative to the YAML file's folder.
 
-Steps are optimizer steps: one step is ``batch_size × grad_accum`` examples. ``warmup``, ``save_every``,
-``eval_every`` and ``log_every`` count optimizer steps too.
+Steps are optimizer steps: one step is ``batch_size × grad_accum × processes`` examples (``processes`` is
+1 unless a launcher such as torchrun starts more; ``distributed.py``). With ``global_batch_size`` instead of
+``grad_accum``, glmkit derives ``grad_accum`` from the number of processes, so the same file computes the
+same thing on 1, 2 or 8 processes. ``warmup``, ``save_every``, ``eval_every`` and ``log_every`` count
+optimizer steps too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from glmkit.errors import InvalidRequestError
 
 Method = Literal["lora", "ptuning", "full", "pretrain"]
+MixedPrecision = Literal["no", "bf16", "fp16"]
 METHODS: tuple[Method, ...] = ("lora", "ptuning", "full", "pretrain")
 DEFAULT_LR: dict[str, float] = {"lora": 2e-4, "ptuning": 1e-2, "full": 2e-5, "pretrain": 2e-5}
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -62,6 +66,15 @@ class TrainConfig(_Strict):
     max_steps: int = Field(ge=1, description="Optimizer steps to train.")
     batch_size: int = Field(1, ge=1, le=4096)
     grad_accum: int = Field(1, ge=1, le=4096, description="Micro-batches per optimizer step.")
+    global_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Examples per optimizer step over all processes; grad_accum is derived from it "
+        "(global_batch_size / (batch_size × processes)). Give it or grad_accum, not both.",
+    )
+    mixed_precision: MixedPrecision | None = Field(
+        None, description="no | bf16 | fp16 autocast (default: the launcher's, else no)."
+    )
     lr: float | None = Field(None, gt=0, description="Peak learning rate (default by method).")
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(0, ge=0, description="Steps of linear warm-up from 0 to lr; then linear decay to 0.")
@@ -85,6 +98,13 @@ class TrainConfig(_Strict):
             raise ValueError(f"lora: a 'lora' section is given but method is {self.method!r}")
         if self.ptuning is not None and self.method != "ptuning":
             raise ValueError(f"ptuning: a 'ptuning' section is given but method is {self.method!r}")
+        if self.global_batch_size is not None and "grad_accum" in self.model_fields_set:
+            raise ValueError("global_batch_size: give grad_accum or global_batch_size, not both")
+        if self.global_batch_size is not None and self.global_batch_size % self.batch_size:
+            raise ValueError(
+                f"global_batch_size: must be a multiple of batch_size ({self.batch_size}), "
+                f"got {self.global_batch_size}"
+            )
         if self.eval_every is not None and self.eval_data is None:
             raise ValueError("eval_every: given, but there is no eval_data")
         return self

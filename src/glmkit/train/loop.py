@@ -13,6 +13,9 @@
   read —, lr, tokens, tokens/s, elapsed); with ``eval_data``, the eval loss before the first step of a fresh
   run and every ``eval_interval`` steps; every ``save_every`` steps and at the end an atomic checkpoint
   (``checkpoint.py``).
+- More than one process (torchrun, accelerate launch): ``distributed.py`` reads the launch and checks it
+  before anything loads; each rank takes its shard of every step, the loss is normalised over all ranks'
+  tokens, and only rank 0 logs and writes.
 """
 
 from __future__ import annotations
@@ -33,12 +36,15 @@ from glmkit.settings import Settings
 from glmkit.train import checkpoint as ck
 from glmkit.train.config import TrainConfig
 from glmkit.train.data import Dataset, build_dataset
+from glmkit.train.distributed import Processes, check_resume, detect_launch
 from glmkit.train.masks import IGNORE, Example
 from glmkit.train.methods import ADAPTER_METHODS, count_parameters, load_trainable, prepare, trainable_state
 from glmkit.train.model import BaseModel, load_base
 
 # Settings that may differ when a run is resumed: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"threads", "log_every", "save_every", "eval_every", "keep_checkpoints"})
+# Settings checked as the global batch they make with the process count (distributed.check_resume).
+BATCH_SHAPE = frozenset({"grad_accum", "global_batch_size"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ class RunResult:
     trainable_params: int
     total_params: int
     peak_rss_mb: float
+    processes: int = 1
+    rank: int = 0  # this process's rank; only rank 0 logs and writes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,11 +93,13 @@ class Batches:
             self._perms[epoch] = [int(i) for i in torch.randperm(len(self.examples), generator=g)]
         return self._perms[epoch]
 
-    def micro_batch(self, index: int) -> dict[str, Any]:
+    def micro_batch(self, index: int, rank: int = 0, processes: int = 1) -> dict[str, Any]:
+        """Micro-batch ``index`` of rank ``rank``: the ranks' micro-batches ``index`` are consecutive slices
+        of the stream, so ``processes`` ranks read what one process with a ``processes``-fold batch reads."""
         n = len(self.examples)
         chosen = []
         for k in range(self.batch_size):
-            flat = index * self.batch_size + k
+            flat = (index * processes + rank) * self.batch_size + k
             chosen.append(self.examples[self._perm(flat // n)[flat % n]])
         return collate(chosen, self.pad_id)
 
@@ -130,20 +140,34 @@ def loss_sum(model: Any, batch: dict[str, Any], *, use_cache: bool | None) -> An
     )
 
 
-def evaluate(model: Any, data: Dataset, batch_size: int, pad_id: int, *, use_cache: bool | None) -> float:
-    """Token-mean loss over a dataset, in eval mode, without gradients."""
+def evaluate(
+    model: Any,
+    data: Dataset,
+    batch_size: int,
+    pad_id: int,
+    *,
+    use_cache: bool | None,
+    procs: Processes | None = None,
+) -> float:
+    """Token-mean loss over a dataset, in eval mode, without gradients (each rank evaluates its share of
+    the batches, summed over ranks)."""
     import torch
 
+    rank, world = (procs.launch.rank, procs.launch.processes) if procs and not procs.sharded else (0, 1)
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(data.examples), batch_size):
+        for i in range(rank * batch_size, len(data.examples), batch_size * world):
             batch = collate(data.examples[i : i + batch_size], pad_id)
+            batch = procs.to_device(batch) if procs is not None else batch
             n = learned_tokens(batch)
             if n:
                 total += float(loss_sum(model, batch, use_cache=use_cache))
                 count += n
     model.train()
+    if procs is not None:
+        total, count_f = procs.sum([total, count])
+        count = int(count_f)
     return total / count if count else float("nan")
 
 
@@ -151,7 +175,9 @@ def _check_resume(cfg: TrainConfig, run_dir: Path) -> None:
     prior = ck.read_run(run_dir)["config"]
     now = cfg.model_dump(mode="json")
     changed = sorted(
-        k for k in set(prior) | set(now) if prior.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+        k
+        for k in set(prior) | set(now)
+        if prior.get(k) != now.get(k) and k not in RESUMABLE_CHANGES | BATCH_SHAPE
     )
     if changed:
         raise InvalidRequestError(
@@ -185,19 +211,22 @@ def _optimizer_step(
     scheduler: Any,
     cfg: TrainConfig,
     use_cache: bool | None,
+    procs: Processes,
 ) -> tuple[float, int]:
-    """One optimizer step over ``grad_accum`` micro-batches: (token-mean loss of the step, tokens fed)."""
-    import torch
-
-    n_learned = max(sum(learned_tokens(b) for b in micro), 1)
+    """One optimizer step over ``grad_accum`` micro-batches of every rank: (token-mean loss of the step
+    over all ranks, tokens this rank fed)."""
+    n_learned = max(procs.sum([sum(learned_tokens(b) for b in micro)])[0], 1.0)
+    scale = procs.loss_scale()  # 1 on one process
     total, fed = 0.0, 0
-    for b in micro:
-        loss = loss_sum(model, b, use_cache=use_cache) / n_learned
-        loss.backward()
+    for i, b in enumerate(micro):
+        with procs.micro_step(model, last=i == len(micro) - 1):
+            loss = loss_sum(model, b, use_cache=use_cache) / n_learned
+            procs.backward(loss * scale if scale != 1 else loss)
         total += float(loss.detach())
         fed += int(b["attention_mask"].sum())
     if cfg.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        procs.clip(model, params, cfg.max_grad_norm)
+    [total] = procs.sum([total])
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -242,15 +271,42 @@ def run(
     """Train ``cfg`` (continuing from the newest checkpoint when ``resume``). ``on_step(step)`` runs after
     every optimizer step (and its checkpoint); ``save=False`` writes nothing (benchmarks); ``base`` reuses
     an already loaded base model (it is modified in place)."""
-    import torch
-
     run_dir = cfg.output_dir
+    launch = detect_launch(cfg)  # the launcher's settings, checked before anything loads
     start_ckpt = None
     if resume and (run_dir / ck.RUN_FILE).exists():
         _check_resume(cfg, run_dir)
+        check_resume(launch, ck.read_run(run_dir))
         start_ckpt = ck.latest_checkpoint(run_dir)
     elif save:
         _check_fresh(run_dir)
+    procs = Processes(launch, cfg)
+    try:
+        result = _run(cfg, procs, run_dir, start_ckpt, resume, settings, on_step, progress, save, base)
+    except BaseException:
+        procs.close(ok=False)
+        raise
+    procs.close()
+    return result
+
+
+def _run(
+    cfg: TrainConfig,
+    procs: Processes,
+    run_dir: Path,
+    start_ckpt: ck.Checkpoint | None,
+    resume: bool,
+    settings: Settings | None,
+    on_step: Callable[[int], None] | None,
+    progress: TextIO | None,
+    save: bool,
+    base: BaseModel | None,
+) -> RunResult:
+    import torch
+
+    launch = procs.launch
+    procs.wait()  # every rank has checked the run directory before rank 0 writes into it
+    write = save and procs.is_main  # only rank 0 writes
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
 
@@ -272,23 +328,28 @@ def run(
     )
     step = 0
     if start_ckpt is not None:
-        load_trainable(model, start_ckpt.trainable())
-        optimizer.load_state_dict(start_ckpt.torch_file("optimizer.pt"))
+        if not procs.sharded:  # a sharded run restores its model and optimizer shards once prepared
+            load_trainable(model, start_ckpt.trainable())
+            optimizer.load_state_dict(start_ckpt.torch_file("optimizer.pt"))
         scheduler.load_state_dict(start_ckpt.torch_file("scheduler.pt"))
-        torch.set_rng_state(start_ckpt.torch_file("rng.pt"))
         step = start_ckpt.step
-    if start_ckpt is not None or resume:
+    raw_model = model
+    model, step_optimizer = procs.prepare(model, optimizer)  # DDP / FSDP / DeepSpeed wrappers, or as is
+    procs.restore(start_ckpt)  # RNG state (each rank its own); a sharded run's shards
+    if write and (start_ckpt is not None or resume):
         ck.trim_log(run_dir, step)  # log lines past the checkpoint were written after it
-    if save:
-        ck.write_json_atomic(
-            run_dir / ck.RUN_FILE, _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
-        )
+    if write:
+        described = _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
+        ck.write_json_atomic(run_dir / ck.RUN_FILE, {**described, "distributed": launch.describe()})
 
     use_cache = None if cfg.method == "ptuning" else False  # prefix tuning hands its prefix in as a cache
     batches = Batches(train_data.examples, cfg.batch_size, cfg.seed, base.pad_id)
-    report = _Reporter(run_dir / ck.LOG_FILE if save else None, progress)
+    report = _Reporter(run_dir / ck.LOG_FILE if write else None, progress if procs.is_main else None)
+    for note in launch.notes:
+        report.say(note)
     if start_ckpt is not None:
         report.say(f"resuming {run_dir} from step {step}")
+    report.say(launch.banner())
     report.say(
         f"{cfg.method} on {base.source.name} ({base.architecture}, {base.fmt.name} format): "
         f"{n_trainable:,} of {n_total:,} parameters train; {len(train_data.examples)} examples, "
@@ -299,7 +360,9 @@ def run(
     first_loss = last_loss = eval_loss = start_eval_loss = None
     window_losses: list[float] = []
     if eval_data is not None and step == 0:  # where the held-out loss starts, to compare with the end
-        start_eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
+        start_eval_loss = evaluate(
+            procs.eval_model(model), eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache, procs=procs
+        )
         report.record(
             {"step": 0, "eval_loss": round(start_eval_loss, 6)}, f"step 0  eval loss {start_eval_loss:.4f}"
         )
@@ -311,9 +374,16 @@ def run(
         # PEFT's prefix tuning still passes ``past_key_values`` (renamed ``cache`` in transformers 5)
         warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         while step < cfg.max_steps:
-            micro = [batches.micro_batch(step * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
+            micro = [
+                procs.to_device(
+                    batches.micro_batch(step * launch.grad_accum + m, launch.rank, launch.processes)
+                )
+                for m in range(launch.grad_accum)
+            ]
             lr = optimizer.param_groups[0]["lr"]
-            loss, fed = _optimizer_step(model, micro, params, optimizer, scheduler, cfg, use_cache)
+            loss, fed = _optimizer_step(
+                model, micro, params, step_optimizer, scheduler, cfg, use_cache, procs
+            )
             step += 1
             tokens_total += fed
             window_tokens += fed
@@ -324,14 +394,15 @@ def run(
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
                 mean_loss = sum(window_losses) / len(window_losses)
-                tps = window_tokens / max(now - window_start, 1e-9)
+                [all_tokens] = procs.sum([window_tokens])  # every rank's tokens: the run's throughput
+                tps = all_tokens / max(now - window_start, 1e-9)
                 eta = (now - t_start) / (step - first_step) * (cfg.max_steps - step)
                 report.record(
                     {
                         "step": step,
                         "loss": round(mean_loss, 6),
                         "lr": lr,
-                        "tokens": window_tokens,
+                        "tokens": int(all_tokens),
                         "tokens_per_s": round(tps, 1),
                         "elapsed_s": round(now - t_start, 3),
                     },
@@ -341,21 +412,26 @@ def run(
                 window_tokens, window_start, window_losses = 0, time.perf_counter(), []
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
                 t_eval = time.perf_counter()
-                eval_loss = evaluate(model, eval_data, cfg.batch_size, base.pad_id, use_cache=use_cache)
+                eval_loss = evaluate(
+                    procs.eval_model(model),
+                    eval_data,
+                    cfg.batch_size,
+                    base.pad_id,
+                    use_cache=use_cache,
+                    procs=procs,
+                )
                 window_start += time.perf_counter() - t_eval  # tokens/s counts training time only
                 report.record(
                     {"step": step, "eval_loss": round(eval_loss, 6)},
                     f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}",
                 )
             if save and (step % cfg.save_every == 0 or step == cfg.max_steps):
-                last_ckpt = ck.save_checkpoint(
-                    run_dir, step, trainable_state(model), optimizer, scheduler, keep=cfg.keep_checkpoints
-                )
+                last_ckpt = _save(procs, run_dir, step, raw_model, model, optimizer, scheduler, cfg)
             if on_step is not None:
                 on_step(step)
-    if save and cfg.method in ADAPTER_METHODS:
+    if write and cfg.method in ADAPTER_METHODS:
         ck.write_atomic_dir(
-            run_dir / "adapter", lambda d: model.save_pretrained(str(d), save_embedding_layers=False)
+            run_dir / "adapter", lambda d: raw_model.save_pretrained(str(d), save_embedding_layers=False)
         )
     seconds = time.perf_counter() - t_start
     return RunResult(
@@ -374,7 +450,40 @@ def run(
         trainable_params=n_trainable,
         total_params=n_total,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        processes=launch.processes,
+        rank=launch.rank,
     )
+
+
+def _save(
+    procs: Processes,
+    run_dir: Path,
+    step: int,
+    raw_model: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    cfg: TrainConfig,
+) -> ck.Checkpoint:
+    """Checkpoint ``step``: written by rank 0 (the others wait), with every rank's RNG state."""
+    rngs = procs.rng_states()  # collective: every rank
+    if procs.sharded:
+        keep = cfg.keep_checkpoints
+        saved = procs.save_sharded(run_dir, step, raw_model, model, scheduler, rngs, keep=keep)
+    elif procs.is_main:
+        saved = ck.save_checkpoint(
+            run_dir,
+            step,
+            {k: v.cpu() for k, v in trainable_state(raw_model).items()},  # .cpu(): as is on CPU
+            optimizer,
+            scheduler,
+            keep=cfg.keep_checkpoints,
+            extra=procs.rng_files(rngs),
+        )
+    else:
+        saved = ck.Checkpoint(run_dir / ck.CHECKPOINTS / ck.checkpoint_name(step), step)
+    procs.wait()
+    return saved
 
 
 def _describe(
