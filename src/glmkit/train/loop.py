@@ -13,6 +13,8 @@
   read —, lr, tokens, tokens/s, elapsed); with ``eval_data``, the eval loss before the first step of a fresh
   run and every ``eval_interval`` steps; every ``save_every`` steps and at the end an atomic checkpoint
   (``checkpoint.py``).
+- With ``dp`` (LoRA, P-Tuning v2), each step is a Poisson sample, clipped per example and noised by Opacus
+  (``privacy.py``), and the log lines and the result carry the ε spent so far.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any, TextIO
 from glmkit.errors import InvalidRequestError
 from glmkit.settings import Settings
 from glmkit.train import checkpoint as ck
+from glmkit.train import privacy
 from glmkit.train.config import TrainConfig
 from glmkit.train.data import Dataset, build_dataset
 from glmkit.train.masks import IGNORE, Example
@@ -58,6 +61,8 @@ class RunResult:
     trainable_params: int
     total_params: int
     peak_rss_mb: float
+    epsilon: float | None = None  # dp: the ε spent at the end (at dp.delta), by Opacus' accountant
+    privacy: dict[str, Any] | None = None  # dp: noise multiplier, sample rate, … (as in run.json)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,6 +275,7 @@ def run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.max_steps)
     )
+    dp = privacy.PrivateTraining(model, optimizer, cfg, len(train_data.examples)) if cfg.dp else None
     step = 0
     if start_ckpt is not None:
         load_trainable(model, start_ckpt.trainable())
@@ -277,11 +283,15 @@ def run(
         scheduler.load_state_dict(start_ckpt.torch_file("scheduler.pt"))
         torch.set_rng_state(start_ckpt.torch_file("rng.pt"))
         step = start_ckpt.step
+        if dp is not None:
+            dp.load_state_dict(start_ckpt.json_file(privacy.PRIVACY_FILE))
     if start_ckpt is not None or resume:
         ck.trim_log(run_dir, step)  # log lines past the checkpoint were written after it
     if save:
         ck.write_json_atomic(
-            run_dir / ck.RUN_FILE, _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
+            run_dir / ck.RUN_FILE,
+            _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
+            | {"privacy": dp.describe() if dp else None},
         )
 
     use_cache = None if cfg.method == "ptuning" else False  # prefix tuning hands its prefix in as a cache
@@ -295,6 +305,8 @@ def run(
         f"{train_data.tokens:,} tokens"
         + (f", {train_data.truncated} truncated" if train_data.truncated else "")
     )
+    if dp is not None:
+        report.say(privacy.summary_line(dp))
 
     first_loss = last_loss = eval_loss = start_eval_loss = None
     window_losses: list[float] = []
@@ -311,32 +323,40 @@ def run(
         # PEFT's prefix tuning still passes ``past_key_values`` (renamed ``cache`` in transformers 5)
         warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         while step < cfg.max_steps:
-            micro = [batches.micro_batch(step * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
             lr = optimizer.param_groups[0]["lr"]
-            loss, fed = _optimizer_step(model, micro, params, optimizer, scheduler, cfg, use_cache)
+            if dp is None:
+                micro = [batches.micro_batch(step * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
+                loss, fed = _optimizer_step(model, micro, params, optimizer, scheduler, cfg, use_cache)
+            else:
+                loss, fed = dp.step(model, dp.sample(train_data.examples, base.pad_id, collate), use_cache)
+                scheduler.step()
             step += 1
             tokens_total += fed
             window_tokens += fed
-            first_loss = loss if first_loss is None else first_loss
-            last_loss = loss
-            window_losses.append(loss)
+            if not math.isnan(loss):  # an empty Poisson sample (dp) has no loss
+                first_loss = loss if first_loss is None else first_loss
+                last_loss = loss
+                window_losses.append(loss)
 
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
-                mean_loss = sum(window_losses) / len(window_losses)
+                mean_loss = sum(window_losses) / len(window_losses) if window_losses else float("nan")
                 tps = window_tokens / max(now - window_start, 1e-9)
                 eta = (now - t_start) / (step - first_step) * (cfg.max_steps - step)
+                eps = {"epsilon": round(dp.epsilon(), 4)} if dp is not None else {}
                 report.record(
                     {
                         "step": step,
-                        "loss": round(mean_loss, 6),
+                        "loss": round(mean_loss, 6) if window_losses else None,
                         "lr": lr,
                         "tokens": window_tokens,
                         "tokens_per_s": round(tps, 1),
                         "elapsed_s": round(now - t_start, 3),
-                    },
+                    }
+                    | eps,
                     f"step {step}/{cfg.max_steps}  loss {mean_loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
-                    f"eta {_fmt_eta(eta)}",
+                    + (f"ε {eps['epsilon']:.3f}  " if eps else "")
+                    + f"eta {_fmt_eta(eta)}",
                 )
                 window_tokens, window_start, window_losses = 0, time.perf_counter(), []
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
@@ -349,10 +369,22 @@ def run(
                 )
             if save and (step % cfg.save_every == 0 or step == cfg.max_steps):
                 last_ckpt = ck.save_checkpoint(
-                    run_dir, step, trainable_state(model), optimizer, scheduler, keep=cfg.keep_checkpoints
+                    run_dir,
+                    step,
+                    trainable_state(model),
+                    optimizer,
+                    scheduler,
+                    keep=cfg.keep_checkpoints,
+                    extra={privacy.PRIVACY_FILE: dp.state_dict()} if dp is not None else None,
                 )
             if on_step is not None:
                 on_step(step)
+    epsilon = None
+    if dp is not None:
+        dp.close()  # Opacus' hooks off: the model is an ordinary PEFT model again
+        epsilon = dp.epsilon()
+        if save:
+            privacy.record_spent(run_dir, epsilon, step)
     if save and cfg.method in ADAPTER_METHODS:
         ck.write_atomic_dir(
             run_dir / "adapter", lambda d: model.save_pretrained(str(d), save_embedding_layers=False)
@@ -374,6 +406,8 @@ def run(
         trainable_params=n_trainable,
         total_params=n_total,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        epsilon=epsilon,
+        privacy=dp.describe() | {"epsilon_spent": epsilon} if dp is not None else None,
     )
 
 
