@@ -120,9 +120,10 @@ class PrivateTraining:
             torch.utils.data.TensorDataset(torch.arange(n_examples)), batch_size=logical
         )
         self.planned_steps = cfg.max_steps
-        self.engine = PrivacyEngine(accountant=ACCOUNTANT)
         with warnings.catch_warnings():
+            # torch's generator, not a CSPRNG (docs/train.md says why); an unused α order
             warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+            self.engine = PrivacyEngine(accountant=ACCOUNTANT)
             warnings.filterwarnings("ignore", message=".*Optimal order is the.*alpha.*")
             try:
                 self.hooks, self.optimizer, dp_loader = self.engine.make_private_with_epsilon(
