@@ -2,7 +2,7 @@
 ``--privacy``, what differential privacy costs and buys (held-out accuracy and canary exposure).
 
     .venv/bin/python bench/train.py [--steps 6] [--seq 128] [--threads 2] [--methods lora,ptuning,full]
-    .venv/bin/python bench/train.py --privacy [--steps 16] [--train 300] [--test 90] [--candidates 500]
+    .venv/bin/python bench/train.py --privacy [--steps 8] [--train 120] [--test 45] [--candidates 200]
 
 The embedded GGUF (Qwen2.5-Coder-0.5B-Instruct Q4_K_M) is dequantised to fp32 once, exactly as
 ``glmkit train`` does, and saved as a Hugging Face checkpoint under ``$GLMKIT_HOME/cache``; each method
@@ -12,7 +12,7 @@ back-propagated per second of the training loop, model loading excluded; nothing
 Data: short Chinese and English conversations, ChatGLM3 format, batch 1, sequences cut to ``--seq``.
 
 ``--privacy``: the pipeline demo's TNEWS task (``bench/data/tnews_sft.py``: classify a news title into one
-of 15 categories) with LoRA (r 8 on q/k/v/o, lr 1e-3, 8 × 4 = 32 examples a step) trained on a
+of 15 categories) with LoRA (r 8 on q/k/v/o, lr 2e-3, 8 × 2 = 16 examples a step) trained on a
 label-stratified ``--train`` titles plus a canary — one random 11-digit phone number planted in 5 training
 conversations — three times: without DP, with ``dp: {epsilon: 8}`` and with ``dp: {epsilon: 1}`` (δ 1e-5,
 per-example clipping 1.0). Accuracy on ``--test`` held-out titles: the label whose first token the model
@@ -217,7 +217,7 @@ def label_accuracy(base: Any, model: Any, test: list[dict[str, Any]], labels: li
         for rec in test:
             ex = _encode(base, rec)
             prompt = torch.tensor([ex.input_ids[: _first_learned(ex)]])
-            logits = model(input_ids=prompt, use_cache=False).logits[0, -1]
+            logits = model(input_ids=prompt, use_cache=False, logits_to_keep=1).logits[0, -1]
             guess = labels[int(torch.argmax(logits[ids]))]
             correct += guess == rec["conversations"][-1]["content"]
     model.train()
@@ -229,7 +229,7 @@ def canary_exposure(base: Any, model: Any, secret: str, candidates: list[str]) -
     from glmkit.train.privacy import exposure, sequence_nll
 
     examples = [_encode(base, canary_record(s)) for s in [secret, *candidates]]
-    batches = (collate(examples[i : i + 32], base.pad_id) for i in range(0, len(examples), 32))
+    batches = (collate(examples[i : i + 8], base.pad_id) for i in range(0, len(examples), 8))
     scores = sequence_nll(model, batches)
     return exposure(scores[0], scores[1:])
 
@@ -264,11 +264,11 @@ def privacy_one(variant: str, model: Path, args: argparse.Namespace) -> dict[str
         "output_dir": str(work / "run"),
         "max_steps": args.steps,
         "batch_size": 8,
-        "grad_accum": 4,
-        "lr": 1e-3,
+        "grad_accum": 2,
+        "lr": 2e-3,
         "max_seq_len": 192,
         "seed": 1,
-        "log_every": 4,
+        "log_every": 1,
         "lora": {
             "r": 8,
             "alpha": 16,
@@ -282,11 +282,13 @@ def privacy_one(variant: str, model: Path, args: argparse.Namespace) -> dict[str
     base = load_base(str(model))
     out: dict[str, Any] = {"variant": variant, "train_examples": len(records), "test_examples": len(test)}
     if variant == "none":
+        print("scoring the untrained model", file=sys.stderr, flush=True)
         t = time.perf_counter()
         out["untrained_accuracy"] = label_accuracy(base, base.model, test, labels)
         out["untrained_exposure"] = canary_exposure(base, base.model, secret, candidates)
         out["untrained_eval_s"] = round(time.perf_counter() - t, 1)
     result = run(parse_config(raw), base=base, save=False, progress=sys.stderr)
+    print("scoring the trained model", file=sys.stderr, flush=True)
     t = time.perf_counter()
     out["accuracy"] = label_accuracy(base, base.model, test, labels)
     out["exposure"] = canary_exposure(base, base.model, secret, candidates)
@@ -352,7 +354,7 @@ def privacy_main(args: argparse.Namespace) -> None:
         {
             "machine": machine(),
             "model": "qwen2.5-coder-0.5b (embedded GGUF dequantised to fp32)",
-            "task": "TNEWS title classification, 15 labels; LoRA r8 q/k/v/o, lr 1e-3, batch 8 x 4",
+            "task": "TNEWS title classification, 15 labels; LoRA r8 q/k/v/o, lr 2e-3, batch 8 x 2",
             "steps": args.steps,
             "threads": args.threads,
             "results": results,
@@ -363,17 +365,17 @@ def privacy_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, help="optimizer steps (default 6; 16 with --privacy)")
+    ap.add_argument("--steps", type=int, help="optimizer steps (default 6; 8 with --privacy)")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default="lora,ptuning,full")
     ap.add_argument(
         "--privacy", action="store_true", help="TNEWS accuracy and canary exposure: no DP, ε 8, ε 1"
     )
-    ap.add_argument("--train", type=int, default=300, help="--privacy: TNEWS training titles")
-    ap.add_argument("--test", type=int, default=90, help="--privacy: held-out titles")
+    ap.add_argument("--train", type=int, default=120, help="--privacy: TNEWS training titles")
+    ap.add_argument("--test", type=int, default=45, help="--privacy: held-out titles")
     ap.add_argument(
-        "--candidates", type=int, default=500, help="--privacy: random numbers the canary is ranked among"
+        "--candidates", type=int, default=200, help="--privacy: random numbers the canary is ranked among"
     )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--privacy-one", help=argparse.SUPPRESS)
@@ -383,7 +385,7 @@ def main() -> None:
         print(json.dumps(privacy_one(args.privacy_one, args.model, args)))
         return
     if args.privacy:
-        args.steps = args.steps or 16
+        args.steps = args.steps or 8
         privacy_main(args)
         return
     args.steps = args.steps or 6
