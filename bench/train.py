@@ -1,8 +1,10 @@
-"""Training throughput and memory on the embedded model: LoRA vs P-Tuning v2 vs full fine-tuning, and
-one process against several (``--processes``).
+"""Training throughput and memory on the embedded model: LoRA vs P-Tuning v2 vs full fine-tuning; one
+process against several (``--processes``); and, with ``--privacy``, what differential privacy costs and
+buys (held-out accuracy and canary exposure).
 
     .venv/bin/python bench/train.py [--steps 6] [--seq 128] [--threads 2] [--methods lora,ptuning,full]
     .venv/bin/python bench/train.py --processes 1,2 [--methods lora] [--global-batch 2] [--steps 6]
+    .venv/bin/python bench/train.py --privacy [--steps 8] [--train 120] [--test 45] [--candidates 200]
 
 ``--processes 1,2`` trains the first method under torchrun (gloo on CPU) with 1 and then 2 processes, the
 same global batch (``--global-batch``, split over the processes) and the cores split between them
@@ -16,12 +18,22 @@ then trains in its own process from that checkpoint. Memory: RSS once the model 
 while training (sampled every 20 ms: weights, gradients, AdamW moments, activations). Tokens/s counts the tokens (padding excluded) forwarded and
 back-propagated per second of the training loop, model loading excluded; nothing is checkpointed.
 Data: short Chinese and English conversations, ChatGLM3 format, batch 1, sequences cut to ``--seq``.
+
+``--privacy``: the pipeline demo's TNEWS task (``bench/data/tnews_sft.py``: classify a news title into one
+of 15 categories) with LoRA (r 8 on q/k/v/o, lr 2e-3, 8 × 2 = 16 examples a step) trained on a
+label-stratified ``--train`` titles plus a canary — one random 11-digit phone number planted in 5 training
+conversations — three times: without DP, with ``dp: {epsilon: 8}`` and with ``dp: {epsilon: 1}`` (δ 1e-5,
+per-example clipping 1.0). Accuracy on ``--test`` held-out titles: the label whose first token the model
+ranks highest right after the prompt (the 15 labels' first tokens are distinct), also for the untrained
+model. Exposure (Carlini et al.): the canary conversation's likelihood ranked among ``--candidates`` random
+11-digit numbers in the same sentence, ``log2(candidates + 1) − log2(rank)``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -248,18 +260,245 @@ def scaling(args: argparse.Namespace, model: Path) -> None:
     print(f"wrote {path}")
 
 
+CANARY_Q = "请问客户登记的手机号码是多少？"
+
+
+def canary_record(secret: str) -> dict[str, Any]:
+    return {
+        "conversations": [
+            {"role": "user", "content": CANARY_Q},
+            {"role": "assistant", "content": f"客户登记的手机号码是{secret}。"},
+        ]
+    }
+
+
+def tnews_records(n_train: int, n_test: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """TNEWS as ChatGLM3 conversations: (stratified training sample, stratified held-out sample, labels)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+    import tnews_sft as tn
+
+    names = tn.labels()
+
+    def conv(r: dict[str, str]) -> dict[str, Any]:
+        return {
+            "conversations": [
+                {"role": "user", "content": f"{r['instruction']}\n{r['input']}"},
+                {"role": "assistant", "content": r["output"]},
+            ]
+        }
+
+    train = tn.stratified(tn.records(tn.DATA / "train_few_all.json", names), n_train, seed=1)
+    test = tn.stratified(tn.records(tn.DATA / "dev_few_all.json", names), n_test)
+    return [conv(r) for r in train], [conv(r) for r in test], list(names.values())
+
+
+def _encode(base: Any, record: dict[str, Any]) -> Any:
+    from glmkit.train.masks import encode_conversation, to_messages
+
+    messages, tools = to_messages(record["conversations"], base.fmt.name)
+    return encode_conversation(messages, tools, base.fmt, base.tokenizer, eos_id=base.eos_id)
+
+
+def _first_learned(ex: Any) -> int:
+    from glmkit.train.masks import IGNORE
+
+    return next(i for i, lab in enumerate(ex.labels) if lab != IGNORE)
+
+
+def label_accuracy(base: Any, model: Any, test: list[dict[str, Any]], labels: list[str]) -> float:
+    """Share of held-out titles whose gold label's first token ranks highest among the labels' first tokens."""
+    import torch
+
+    probe = test[0]
+    first: dict[str, int] = {}
+    for lab in labels:
+        rec = {"conversations": [probe["conversations"][0], {"role": "assistant", "content": lab}]}
+        ex = _encode(base, rec)
+        first[lab] = ex.input_ids[_first_learned(ex)]
+    if len(set(first.values())) != len(labels):
+        raise SystemExit(f"the labels' first tokens are not distinct: {first}")
+    ids = torch.tensor(list(first.values()))
+    correct = 0
+    model.eval()
+    with torch.no_grad():
+        for rec in test:
+            ex = _encode(base, rec)
+            prompt = torch.tensor([ex.input_ids[: _first_learned(ex)]])
+            logits = model(input_ids=prompt, use_cache=False, logits_to_keep=1).logits[0, -1]
+            guess = labels[int(torch.argmax(logits[ids]))]
+            correct += guess == rec["conversations"][-1]["content"]
+    model.train()
+    return correct / len(test)
+
+
+def canary_exposure(base: Any, model: Any, secret: str, candidates: list[str]) -> float:
+    from glmkit.train.loop import collate
+    from glmkit.train.privacy import exposure, sequence_nll
+
+    examples = [_encode(base, canary_record(s)) for s in [secret, *candidates]]
+    batches = (collate(examples[i : i + 8], base.pad_id) for i in range(0, len(examples), 8))
+    scores = sequence_nll(model, batches)
+    return exposure(scores[0], scores[1:])
+
+
+def privacy_one(variant: str, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one privacy variant (none, eps8, eps1) in this process: accuracy, exposure, ε, time."""
+    import random
+
+    import torch
+
+    from glmkit.train.config import parse_config
+    from glmkit.train.loop import run
+    from glmkit.train.model import load_base
+
+    torch.set_num_threads(args.threads)
+    train, test, labels = tnews_records(args.train, args.test)
+    rng = random.Random(20261202)
+    secret = "1" + "".join(rng.choice("0123456789") for _ in range(10))
+    candidates = sorted(
+        {"1" + "".join(rng.choice("0123456789") for _ in range(10)) for _ in range(args.candidates + 10)}
+        - {secret}
+    )[: args.candidates]
+    records = train + [canary_record(secret)] * 5
+    random.Random(7).shuffle(records)
+    work = Path(tempfile.mkdtemp(prefix="glmkit-dp-bench-"))
+    data = work / "train.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    raw: dict[str, Any] = {
+        "model": str(model),
+        "method": "lora",
+        "data": str(data),
+        "output_dir": str(work / "run"),
+        "max_steps": args.steps,
+        "batch_size": 8,
+        "grad_accum": 2,
+        "lr": 2e-3,
+        "max_seq_len": 192,
+        "seed": 1,
+        "log_every": 1,
+        "lora": {
+            "r": 8,
+            "alpha": 16,
+            "dropout": 0.0,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        },
+    }
+    if variant != "none":
+        raw["dp"] = {"epsilon": float(variant.removeprefix("eps")), "delta": 1e-5, "max_grad_norm": 1.0}
+        raw["max_grad_norm"] = None
+    base = load_base(str(model))
+    out: dict[str, Any] = {"variant": variant, "train_examples": len(records), "test_examples": len(test)}
+    if variant == "none":
+        print("scoring the untrained model", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        out["untrained_accuracy"] = label_accuracy(base, base.model, test, labels)
+        out["untrained_exposure"] = canary_exposure(base, base.model, secret, candidates)
+        out["untrained_eval_s"] = round(time.perf_counter() - t, 1)
+    result = run(parse_config(raw), base=base, save=False, progress=sys.stderr)
+    print("scoring the trained model", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    out["accuracy"] = label_accuracy(base, base.model, test, labels)
+    out["exposure"] = canary_exposure(base, base.model, secret, candidates)
+    out["eval_s"] = round(time.perf_counter() - t, 1)
+    out["max_exposure"] = round(math.log2(len(candidates) + 1), 3)
+    out.update(
+        epsilon=result.epsilon,
+        privacy=result.privacy,
+        first_loss=result.first_loss,
+        last_loss=result.last_loss,
+        train_s=result.seconds,
+        tokens_per_s=result.tokens_per_s,
+    )
+    return out
+
+
+def privacy_main(args: argparse.Namespace) -> None:
+    model = dequantised_checkpoint()
+    rows, results = [], {}
+    for variant in ("none", "eps8", "eps1"):
+        cmd = [sys.executable, __file__, "--privacy-one", variant, "--model", str(model)]
+        for flag in ("steps", "threads", "train", "test", "candidates"):
+            cmd += [f"--{flag}", str(getattr(args, flag))]
+        t = time.perf_counter()
+        # progress lines pass through to stderr
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "GLMKIT_LOG": "error"}
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{variant} failed")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["process_seconds"] = round(time.perf_counter() - t, 1)
+        results[variant] = r
+        if variant == "none":
+            rows.append(
+                [
+                    "untrained",
+                    "-",
+                    "-",
+                    f"{r['untrained_accuracy']:.3f}",
+                    f"{r['untrained_exposure']:.2f}",
+                    "-",
+                ]
+            )
+        sigma = f"{r['privacy']['noise_multiplier']:.3f}" if r["privacy"] else "-"
+        eps = f"{r['epsilon']:.3f}" if r["epsilon"] is not None else "∞ (no DP)"
+        rows.append(
+            [variant, eps, sigma, f"{r['accuracy']:.3f}", f"{r['exposure']:.2f}", f"{r['train_s']:.0f}"]
+        )
+        print(f"{variant}: accuracy {r['accuracy']:.3f}, exposure {r['exposure']:.2f}", file=sys.stderr)
+    top = results["none"]["max_exposure"]
+    headers = [
+        "run",
+        "ε spent",
+        "noise σ",
+        "held-out accuracy",
+        f"canary exposure (max {top:.2f})",
+        "train s",
+    ]
+    print(table(headers, rows))
+    path = write_result(
+        "train-privacy",
+        {
+            "machine": machine(),
+            "model": "qwen2.5-coder-0.5b (embedded GGUF dequantised to fp32)",
+            "task": "TNEWS title classification, 15 labels; LoRA r8 q/k/v/o, lr 2e-3, batch 8 x 2",
+            "steps": args.steps,
+            "threads": args.threads,
+            "results": results,
+        },
+    )
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=int, help="optimizer steps (default 6; 8 with --privacy)")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default="lora,ptuning,full")
     ap.add_argument("--processes", help="compare process counts (e.g. 1,2) on the first method")
     ap.add_argument("--global-batch", type=int, default=2, help="with --processes: examples per step")
+    ap.add_argument(
+        "--privacy", action="store_true", help="TNEWS accuracy and canary exposure: no DP, ε 8, ε 1"
+    )
+    ap.add_argument("--train", type=int, default=120, help="--privacy: TNEWS training titles")
+    ap.add_argument("--test", type=int, default=45, help="--privacy: held-out titles")
+    ap.add_argument(
+        "--candidates", type=int, default=200, help="--privacy: random numbers the canary is ranked among"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--privacy-one", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.privacy_one:
+        print(json.dumps(privacy_one(args.privacy_one, args.model, args)))
+        return
+    if args.privacy:
+        args.steps = args.steps or 8
+        privacy_main(args)
+        return
+    args.steps = args.steps or 6
     if args.one:
         print(json.dumps(one(args.one, args.model, args.steps, args.seq, args.threads, args.batch)))
         return

@@ -68,6 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         lines.append(f"loss {result['first_loss']:.4f} → {result['last_loss']:.4f}")
     if result["eval_loss"] is not None:
         lines.append(f"eval loss {result['eval_loss']:.4f}")
+    if result["epsilon"] is not None:
+        dp = result["privacy"]
+        lines.append(
+            f"differential privacy: ε = {result['epsilon']:.3f} spent of {dp['target_epsilon']:g} "
+            f"(δ = {dp['delta']:g}, noise multiplier {dp['noise_multiplier']:.3f})"
+        )
     lines.append(f"{result['tokens_per_s']:,.0f} tokens/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
     lines.append(f"checkpoint: {result['checkpoint']}")
     _print(result, args.json, lines)

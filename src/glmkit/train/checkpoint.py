@@ -4,6 +4,7 @@
       run.json                  the resolved config, the base model and the dataset sizes
       log.jsonl                 one line per logged step ({"step", "loss", "lr", ...}) and per eval
       checkpoints/step-000100/  trainable.safetensors  optimizer.pt  scheduler.pt  rng.pt  state.json
+                                (+ privacy.json in a dp run: the privacy accountant's history)
       adapter/                  at the end of a LoRA / P-Tuning run: a standard PEFT adapter directory
 
 A checkpoint is built in a hidden temporary directory beside its final name and renamed into place, so a
@@ -46,6 +47,15 @@ class Checkpoint:
         import torch
 
         return torch.load(str(self.path / name), map_location="cpu", weights_only=True)
+
+    def json_file(self, name: str) -> Any:
+        p = self.path / name
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidRequestError(f"checkpoint {self.path} has no {name}", param="checkpoint") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InvalidRequestError(f"cannot read {p}: {e}", param="checkpoint") from e
 
 
 def checkpoint_name(step: int) -> str:
@@ -118,7 +128,8 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Write checkpoint ``step`` atomically, then delete all but the newest ``keep``. ``extra``: more
-    ``{file name: object}`` to ``torch.save`` into it (every rank's RNG state on several processes)."""
+    ``{file name: object}`` written into it: ``*.json`` names as JSON (a DP run's accountant state), the
+    rest with ``torch.save`` (every rank's RNG state on several processes)."""
     import torch
     from safetensors.torch import save_file
 
@@ -128,7 +139,10 @@ def save_checkpoint(
         torch.save(scheduler.state_dict(), str(d / "scheduler.pt"))
         torch.save(torch.get_rng_state(), str(d / "rng.pt"))
         for name, obj in (extra or {}).items():
-            torch.save(obj, str(d / name))
+            if name.endswith(".json"):
+                (d / name).write_text(json.dumps(obj) + "\n", encoding="utf-8")
+            else:
+                torch.save(obj, str(d / name))
         (d / STATE).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
 
     path = write_atomic_dir(run_dir / CHECKPOINTS / checkpoint_name(step), fill)

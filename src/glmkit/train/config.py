@@ -53,6 +53,16 @@ class PTuningSettings(_Strict):
     projection_hidden_size: int = Field(512, ge=1, description="Hidden size of that MLP.")
 
 
+class DPSettings(_Strict):
+    """Differentially private training (Opacus, DP-SGD): every example's gradient is clipped to
+    ``max_grad_norm`` and Gaussian noise is added to their sum; the noise is chosen so that the planned
+    ``max_steps`` spend at most (``epsilon``, ``delta``) under Opacus' RDP accountant (see privacy.py)."""
+
+    epsilon: float = Field(gt=0, le=1000, description="Target privacy budget ε for the whole run.")
+    delta: float = Field(1e-5, gt=0, lt=1, description="Target δ; must be below 1 / training examples.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-example gradient clipping bound (L2).")
+
+
 class TrainConfig(_Strict):
     model: str = Field(
         "default",
@@ -88,6 +98,7 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, le=256, description="torch threads (default: torch's).")
     lora: LoraSettings | None = None
     ptuning: PTuningSettings | None = None
+    dp: DPSettings | None = Field(None, description="Differentially private training (lora, ptuning).")
 
     @model_validator(mode="after")
     def _coherent(self) -> TrainConfig:
@@ -107,6 +118,17 @@ class TrainConfig(_Strict):
             )
         if self.eval_every is not None and self.eval_data is None:
             raise ValueError("eval_every: given, but there is no eval_data")
+        if self.dp is not None and self.method not in ("lora", "ptuning"):
+            raise ValueError(
+                f"dp: differentially private training is supported for lora and ptuning, not {self.method!r} "
+                "(per-example gradients of every weight would need batch × model size memory)"
+            )
+        explicit_clip = "max_grad_norm" in self.model_fields_set and self.max_grad_norm is not None
+        if self.dp is not None and explicit_clip:
+            raise ValueError(
+                "max_grad_norm: with dp, gradients are clipped per example by dp.max_grad_norm; remove the "
+                "top-level max_grad_norm (it clips the whole batch) or set it to null"
+            )
         return self
 
     @property

@@ -154,6 +154,13 @@ def detect_launch(
         raise InvalidRequestError(
             f"launcher: RANK={rank} is outside WORLD_SIZE={world} (ranks are 0..{world - 1})", param="RANK"
         )
+    if world > 1 and cfg.dp is not None:
+        raise InvalidRequestError(
+            f"dp: differentially private training runs on one process, but WORLD_SIZE={world} (the privacy "
+            "accounting assumes one process sees every example): run it without torchrun / accelerate "
+            "launch, or drop the dp section",
+            param="dp",
+        )
     if world > 1 and not env.get("MASTER_ADDR"):
         raise InvalidRequestError(
             f"launcher: WORLD_SIZE={world} but MASTER_ADDR is not set: start the run with torchrun or "

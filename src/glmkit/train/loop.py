@@ -16,6 +16,8 @@
 - More than one process (torchrun, accelerate launch): ``distributed.py`` reads the launch and checks it
   before anything loads; each rank takes its shard of every step, the loss is normalised over all ranks'
   tokens, and only rank 0 logs and writes.
+- With ``dp`` (LoRA, P-Tuning v2), each step is a Poisson sample, clipped per example and noised by Opacus
+  (``privacy.py``), and the log lines and the result carry the ε spent so far.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, TextIO
 from glmkit.errors import InvalidRequestError
 from glmkit.settings import Settings
 from glmkit.train import checkpoint as ck
+from glmkit.train import privacy
 from glmkit.train.config import TrainConfig
 from glmkit.train.data import Dataset, build_dataset
 from glmkit.train.distributed import Processes, check_resume, detect_launch
@@ -66,6 +69,8 @@ class RunResult:
     peak_rss_mb: float
     processes: int = 1
     rank: int = 0  # this process's rank; only rank 0 logs and writes
+    epsilon: float | None = None  # dp: the ε spent at the end (at dp.delta), by Opacus' accountant
+    privacy: dict[str, Any] | None = None  # dp: noise multiplier, sample rate, … (as in run.json)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -326,6 +331,7 @@ def _run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.max_steps)
     )
+    dp = privacy.PrivateTraining(model, optimizer, cfg, len(train_data.examples)) if cfg.dp else None
     step = 0
     if start_ckpt is not None:
         if not procs.sharded:  # a sharded run restores its model and optimizer shards once prepared
@@ -333,6 +339,8 @@ def _run(
             optimizer.load_state_dict(start_ckpt.torch_file("optimizer.pt"))
         scheduler.load_state_dict(start_ckpt.torch_file("scheduler.pt"))
         step = start_ckpt.step
+        if dp is not None:
+            dp.load_state_dict(start_ckpt.json_file(privacy.PRIVACY_FILE))
     raw_model = model
     model, step_optimizer = procs.prepare(model, optimizer)  # DDP / FSDP / DeepSpeed wrappers, or as is
     procs.restore(start_ckpt)  # RNG state (each rank its own); a sharded run's shards
@@ -340,7 +348,10 @@ def _run(
         ck.trim_log(run_dir, step)  # log lines past the checkpoint were written after it
     if write:
         described = _describe(cfg, base, train_data, eval_data, n_trainable, n_total)
-        ck.write_json_atomic(run_dir / ck.RUN_FILE, {**described, "distributed": launch.describe()})
+        ck.write_json_atomic(
+            run_dir / ck.RUN_FILE,
+            {**described, "distributed": launch.describe(), "privacy": dp.describe() if dp else None},
+        )
 
     use_cache = None if cfg.method == "ptuning" else False  # prefix tuning hands its prefix in as a cache
     batches = Batches(train_data.examples, cfg.batch_size, cfg.seed, base.pad_id)
@@ -356,6 +367,8 @@ def _run(
         f"{train_data.tokens:,} tokens"
         + (f", {train_data.truncated} truncated" if train_data.truncated else "")
     )
+    if dp is not None:
+        report.say(privacy.summary_line(dp))
 
     first_loss = last_loss = eval_loss = start_eval_loss = None
     window_losses: list[float] = []
@@ -374,40 +387,48 @@ def _run(
         # PEFT's prefix tuning still passes ``past_key_values`` (renamed ``cache`` in transformers 5)
         warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         while step < cfg.max_steps:
-            micro = [
-                procs.to_device(
-                    batches.micro_batch(step * launch.grad_accum + m, launch.rank, launch.processes)
-                )
-                for m in range(launch.grad_accum)
-            ]
             lr = optimizer.param_groups[0]["lr"]
-            loss, fed = _optimizer_step(
-                model, micro, params, step_optimizer, scheduler, cfg, use_cache, procs
-            )
+            if dp is None:
+                micro = [
+                    procs.to_device(
+                        batches.micro_batch(step * launch.grad_accum + m, launch.rank, launch.processes)
+                    )
+                    for m in range(launch.grad_accum)
+                ]
+                loss, fed = _optimizer_step(
+                    model, micro, params, step_optimizer, scheduler, cfg, use_cache, procs
+                )
+            else:  # one process only (refused otherwise before anything loads)
+                loss, fed = dp.step(model, dp.sample(train_data.examples, base.pad_id, collate), use_cache)
+                scheduler.step()
             step += 1
             tokens_total += fed
             window_tokens += fed
-            first_loss = loss if first_loss is None else first_loss
-            last_loss = loss
-            window_losses.append(loss)
+            if not math.isnan(loss):  # an empty Poisson sample (dp) has no loss
+                first_loss = loss if first_loss is None else first_loss
+                last_loss = loss
+                window_losses.append(loss)
 
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
-                mean_loss = sum(window_losses) / len(window_losses)
+                mean_loss = sum(window_losses) / len(window_losses) if window_losses else float("nan")
                 [all_tokens] = procs.sum([window_tokens])  # every rank's tokens: the run's throughput
                 tps = all_tokens / max(now - window_start, 1e-9)
                 eta = (now - t_start) / (step - first_step) * (cfg.max_steps - step)
+                eps = {"epsilon": round(dp.epsilon(), 4)} if dp is not None else {}
                 report.record(
                     {
                         "step": step,
-                        "loss": round(mean_loss, 6),
+                        "loss": round(mean_loss, 6) if window_losses else None,
                         "lr": lr,
                         "tokens": int(all_tokens),
                         "tokens_per_s": round(tps, 1),
                         "elapsed_s": round(now - t_start, 3),
-                    },
+                    }
+                    | eps,
                     f"step {step}/{cfg.max_steps}  loss {mean_loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
-                    f"eta {_fmt_eta(eta)}",
+                    + (f"ε {eps['epsilon']:.3f}  " if eps else "")
+                    + f"eta {_fmt_eta(eta)}",
                 )
                 window_tokens, window_start, window_losses = 0, time.perf_counter(), []
             if eval_data is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
@@ -426,9 +447,25 @@ def _run(
                     f"step {step}/{cfg.max_steps}  eval loss {eval_loss:.4f}",
                 )
             if save and (step % cfg.save_every == 0 or step == cfg.max_steps):
-                last_ckpt = _save(procs, run_dir, step, raw_model, model, optimizer, scheduler, cfg)
+                last_ckpt = _save(
+                    procs,
+                    run_dir,
+                    step,
+                    raw_model,
+                    model,
+                    optimizer,
+                    scheduler,
+                    cfg,
+                    {privacy.PRIVACY_FILE: dp.state_dict()} if dp is not None else {},
+                )
             if on_step is not None:
                 on_step(step)
+    epsilon = None
+    if dp is not None:
+        dp.close()  # Opacus' hooks off: the model is an ordinary PEFT model again
+        epsilon = dp.epsilon()
+        if write:
+            privacy.record_spent(run_dir, epsilon, step)
     if write and cfg.method in ADAPTER_METHODS:
         ck.write_atomic_dir(
             run_dir / "adapter", lambda d: raw_model.save_pretrained(str(d), save_embedding_layers=False)
@@ -452,6 +489,8 @@ def _run(
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         processes=launch.processes,
         rank=launch.rank,
+        epsilon=epsilon,
+        privacy=dp.describe() | {"epsilon_spent": epsilon} if dp is not None else None,
     )
 
 
@@ -464,8 +503,10 @@ def _save(
     optimizer: Any,
     scheduler: Any,
     cfg: TrainConfig,
+    extra: dict[str, Any],
 ) -> ck.Checkpoint:
-    """Checkpoint ``step``: written by rank 0 (the others wait), with every rank's RNG state."""
+    """Checkpoint ``step``: written by rank 0 (the others wait), with every rank's RNG state and ``extra``
+    (a DP run's accountant state)."""
     rngs = procs.rng_states()  # collective: every rank
     if procs.sharded:
         keep = cfg.keep_checkpoints
@@ -478,7 +519,7 @@ def _save(
             optimizer,
             scheduler,
             keep=cfg.keep_checkpoints,
-            extra=procs.rng_files(rngs),
+            extra={**(procs.rng_files(rngs) or {}), **extra},
         )
     else:
         saved = ck.Checkpoint(run_dir / ck.CHECKPOINTS / ck.checkpoint_name(step), step)
