@@ -161,6 +161,15 @@ def one(method: str, model: Path, steps: int, seq: int, threads: int, batch: int
     return result
 
 
+def _one_args(method: str, model: Path, args: argparse.Namespace, *, threads: int, batch: int) -> list[str]:
+    """This script's arguments for one method's run in a child process (``--one``)."""
+    return [
+        __file__,
+        *("--one", method, "--model", str(model), "--steps", str(args.steps), "--seq", str(args.seq)),
+        *("--threads", str(threads), "--batch", str(batch)),
+    ]
+
+
 def scaling(args: argparse.Namespace, model: Path) -> None:
     """The first method on 1, 2, … processes under torchrun: the same global batch, the cores shared."""
     method = args.methods.split(",")[0]
@@ -178,19 +187,7 @@ def scaling(args: argparse.Namespace, model: Path) -> None:
             "--standalone",
             "--nproc_per_node",
             str(n),
-            __file__,
-            "--one",
-            method,
-            "--model",
-            str(model),
-            "--steps",
-            str(args.steps),
-            "--seq",
-            str(args.seq),
-            "--threads",
-            str(args.threads // n),
-            "--batch",
-            str(args.global_batch // n),
+            *_one_args(method, model, args, threads=args.threads // n, batch=args.global_batch // n),
         ]
         t = time.perf_counter()
         env = {**os.environ, "GLMKIT_LOG": "error", "OMP_NUM_THREADS": str(args.threads // n)}
@@ -509,20 +506,7 @@ def main() -> None:
         return
     rows, results = [], {}
     for method in args.methods.split(","):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            method,
-            "--model",
-            str(model),
-            "--steps",
-            str(args.steps),
-            "--seq",
-            str(args.seq),
-            "--threads",
-            str(args.threads),
-        ]
+        cmd = [sys.executable, *_one_args(method, model, args, threads=args.threads, batch=1)]
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GLMKIT_LOG": "error"})
         if proc.returncode != 0:

@@ -399,7 +399,8 @@ def _run(
                     model, micro, params, step_optimizer, scheduler, cfg, use_cache, procs
                 )
             else:  # one process only (refused otherwise before anything loads)
-                loss, fed = dp.step(model, dp.sample(train_data.examples, base.pad_id, collate), use_cache)
+                sample = dp.sample(train_data.examples, base.pad_id, collate)
+                loss, fed = dp.step(model, [procs.to_device(b) for b in sample], use_cache)
                 scheduler.step()
             step += 1
             tokens_total += fed
