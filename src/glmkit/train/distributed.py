@@ -328,8 +328,12 @@ class Processes:
         if launch.uses_accelerate:
             from accelerate import Accelerator  # type: ignore[import-untyped]
 
+            # device_placement: on CPU the model is where it must be already, and accelerate's
+            # ``model.to("cpu")`` still rewrote every memory-mapped weight into a private copy (peak RSS
+            # 5.2 GB instead of 2.7 on the embedded model); on a GPU it moves the model as it should.
             self._acc = Accelerator(
                 cpu=launch.device == "cpu",
+                device_placement=launch.device != "cpu",
                 mixed_precision=launch.mixed_precision,
                 gradient_accumulation_steps=launch.grad_accum if launch.strategy == "deepspeed" else 1,
             )
@@ -353,6 +357,8 @@ class Processes:
             ds["gradient_accumulation_steps"] = self.launch.grad_accum
             ds["train_batch_size"] = self.launch.global_batch
             ds["gradient_clipping"] = self._cfg.max_grad_norm or 0.0
+        if self.launch.strategy == "ddp":
+            _skip_frozen_broadcast(model)
         prepared = self._acc.prepare(model, optimizer)
         return prepared[0], prepared[1]
 
@@ -513,3 +519,20 @@ class Processes:
         from accelerate.state import AcceleratorState  # type: ignore[import-untyped]
 
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _skip_frozen_broadcast(model: Any) -> None:
+    """DDP broadcasts rank 0's parameters into every other rank when it wraps the model, frozen ones
+    included. Every rank loaded those from the same file, so the copy changes nothing — but it writes into
+    each one, and on CPU that turns the weights' memory-mapped file pages into a private copy (measured on
+    the embedded model, LoRA: 2.8 GB resident after wrapping instead of 0.4). DDP reduces only
+    gradients of trainable parameters anyway, so telling it to leave the frozen ones alone changes no result:
+    the trainable ones (LoRA's random init, prefix encoders) are still broadcast."""
+    import torch
+
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(  # type: ignore[no-untyped-call]
+            model, frozen
+        )
+
