@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,28 +94,40 @@ def dequantised_checkpoint() -> Path:
 
 
 class PeakRss:
-    """Peak resident memory of this process while the block runs, sampled every 20 ms (psutil)."""
+    """Peak memory of this process while the block runs, sampled every 20 ms (psutil): RSS, and PSS and
+    USS (smaps_rollup). RSS counts the pages of the memory-mapped fp32 checkpoint that the forward pass has
+    read; processes that map the same file share those pages, so PSS (shared pages split between the
+    processes that map them: PSS summed over processes is what they take together) and USS (pages no other
+    process maps) are what a process really adds."""
 
     def __init__(self) -> None:
         import psutil
 
         self._proc = psutil.Process()
-        self.start = self.peak = self._proc.memory_info().rss
+        self.start = self._proc.memory_info().rss
+        self.peak = self.peak_pss = self.peak_uss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    def _read(self) -> None:
+        m = self._proc.memory_full_info()
+        self.peak = max(self.peak, m.rss)
+        self.peak_pss = max(self.peak_pss, m.pss)
+        self.peak_uss = max(self.peak_uss, m.uss)
+
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self._read()
 
     def __enter__(self) -> PeakRss:
+        self._read()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
+        self._read()
 
 
 def one(method: str, model: Path, steps: int, seq: int, threads: int, batch: int = 1) -> dict[str, Any]:
@@ -156,6 +169,8 @@ def one(method: str, model: Path, steps: int, seq: int, threads: int, batch: int
     result.update(
         rss_after_load_mb=round(mem.start / 2**20, 1),
         train_peak_rss_mb=round(mem.peak / 2**20, 1),
+        train_peak_pss_mb=round(mem.peak_pss / 2**20, 1),
+        train_peak_uss_mb=round(mem.peak_uss / 2**20, 1),
         process_peak_rss_mb=result.pop("peak_rss_mb"),  # ru_maxrss: loading included
     )
     return result
@@ -170,76 +185,105 @@ def _one_args(method: str, model: Path, args: argparse.Namespace, *, threads: in
     ]
 
 
+def _launch(args: argparse.Namespace, model: Path, method: str, n: int) -> dict[str, Any]:
+    """One torchrun launch of ``n`` processes; its ranks' JSON results summed up."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(n),
+        *_one_args(method, model, args, threads=args.threads // n, batch=args.global_batch // n),
+    ]
+    load_before = os.getloadavg()[0]  # a busy machine shows here: 2 threads on 2 shared cores collapse
+    t = time.perf_counter()
+    env = {**os.environ, "GLMKIT_LOG": "error", "OMP_NUM_THREADS": str(args.threads // n)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+        raise SystemExit(f"{n} processes failed")
+    ranks = sorted(
+        (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+        key=lambda r: r["rank"],
+    )
+    assert len(ranks) == n, proc.stdout
+    seconds = max(r["seconds"] for r in ranks)
+    tokens = sum(r["tokens"] for r in ranks)
+    return {
+        "tokens": tokens,
+        "train_seconds": seconds,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "peak_rss_mb_per_process": [r["train_peak_rss_mb"] for r in ranks],
+        "peak_pss_mb_per_process": [r["train_peak_pss_mb"] for r in ranks],
+        "peak_uss_mb_per_process": [r["train_peak_uss_mb"] for r in ranks],
+        "rss_after_load_mb_per_process": [r["rss_after_load_mb"] for r in ranks],
+        "process_seconds": round(time.perf_counter() - t, 1),
+        "load_before": load_before,
+        "ranks": ranks,
+    }
+
+
 def scaling(args: argparse.Namespace, model: Path) -> None:
-    """The first method on 1, 2, … processes under torchrun: the same global batch, the cores shared."""
+    """The first method on 1, 2, … processes under torchrun: the same global batch, the cores shared.
+    ``--repeats`` rounds, the process counts interleaved within each round (so a slow spell of the
+    machine falls on both), reported as the median and range of tokens/s."""
     method = args.methods.split(",")[0]
     counts = [int(x) for x in args.processes.split(",")]
-    rows, results = [], {}
     for n in counts:
         if args.global_batch % n or args.threads % n:
             raise SystemExit(
                 f"--global-batch {args.global_batch} and --threads {args.threads} must divide by {n}"
             )
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            str(n),
-            *_one_args(method, model, args, threads=args.threads // n, batch=args.global_batch // n),
-        ]
-        t = time.perf_counter()
-        env = {**os.environ, "GLMKIT_LOG": "error", "OMP_NUM_THREADS": str(args.threads // n)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(proc.stdout, proc.stderr, file=sys.stderr)
-            raise SystemExit(f"{n} processes failed")
-        ranks = sorted(
-            (json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-            key=lambda r: r["rank"],
-        )
-        assert len(ranks) == n, proc.stdout
-        seconds = max(r["seconds"] for r in ranks)
-        tokens = sum(r["tokens"] for r in ranks)
-        summary = {
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    for r in range(args.repeats):
+        for n in counts:
+            runs[n].append(_launch(args, model, method, n))
+            print(f"round {r + 1}: {n} process(es): {runs[n][-1]['tokens_per_s']:.1f} tok/s", file=sys.stderr)
+    rows, results = [], {}
+    for n in counts:
+        rates = [x["tokens_per_s"] for x in runs[n]]
+        peak = {
+            kind: [max(x[f"peak_{kind}_mb_per_process"][i] for x in runs[n]) for i in range(n)]
+            for kind in ("rss", "pss", "uss")
+        }
+        results[str(n)] = {
             "processes": n,
             "threads_per_process": args.threads // n,
             "batch_per_process": args.global_batch // n,
-            "tokens": tokens,
-            "train_seconds": seconds,
-            "tokens_per_s": round(tokens / seconds, 1),
-            "peak_rss_mb_per_process": [r["train_peak_rss_mb"] for r in ranks],
-            "rss_after_load_mb_per_process": [r["rss_after_load_mb"] for r in ranks],
-            "process_seconds": round(time.perf_counter() - t, 1),
-            "ranks": ranks,
+            "tokens_per_s_median": statistics.median(rates),
+            "tokens_per_s_runs": rates,
+            **{f"peak_{kind}_mb_per_process": v for kind, v in peak.items()},
+            "runs": runs[n],
         }
-        results[str(n)] = summary
-        base = results[str(counts[0])]["tokens_per_s"]
+    base = results[str(counts[0])]["tokens_per_s_median"]
+    for n in counts:
+        res = results[str(n)]
         rows.append(
             [
                 str(n),
                 f"{args.threads // n}",
                 f"{args.global_batch // n}",
-                f"{summary['tokens_per_s']:.1f}",
-                f"{summary['tokens_per_s'] / base:.2f}×",
-                " / ".join(f"{x:,.0f}" for x in summary["peak_rss_mb_per_process"]),
-                f"{seconds:.1f}",
-                f"{summary['process_seconds']:.0f}",
+                f"{res['tokens_per_s_median']:.1f}",
+                f"{min(res['tokens_per_s_runs']):.1f}–{max(res['tokens_per_s_runs']):.1f}",
+                f"{res['tokens_per_s_median'] / base:.2f}×",
+                *(" / ".join(f"{x:,.0f}" for x in res[f"peak_{k}_mb_per_process"]) for k in ("rss", "pss", "uss")),
+                f"{max(x['load_before'] for x in runs[n]):.2f}",
             ]
         )
-        print(f"{n} process(es): {summary['tokens_per_s']:.1f} tok/s", file=sys.stderr)
     headers = [
         "processes",
         "threads each",
         "batch each",
-        "tokens/s (run)",
+        "tokens/s (median)",
+        "range",
         "vs first",
         "peak RSS MB per process",
-        "train s",
-        "wall s (load incl.)",
+        "peak PSS MB",
+        "peak USS MB",
+        "max load before",
     ]
-    print(f"{method}, global batch {args.global_batch}, {args.steps} steps, torchrun + gloo")
+    print(f"{method}, global batch {args.global_batch}, {args.steps} steps, {args.repeats} rounds, torchrun + gloo")
     print(table(headers, rows))
     path = write_result(
         "train_processes",
@@ -251,6 +295,7 @@ def scaling(args: argparse.Namespace, model: Path) -> None:
             "max_seq_len": args.seq,
             "global_batch": args.global_batch,
             "threads": args.threads,
+            "repeats": args.repeats,
             "results": results,
         },
     )
@@ -475,6 +520,7 @@ def main() -> None:
     ap.add_argument("--methods", default="lora,ptuning,full")
     ap.add_argument("--processes", help="compare process counts (e.g. 1,2) on the first method")
     ap.add_argument("--global-batch", type=int, default=2, help="with --processes: examples per step")
+    ap.add_argument("--repeats", type=int, default=3, help="with --processes: rounds (median reported)")
     ap.add_argument(
         "--privacy", action="store_true", help="TNEWS accuracy and canary exposure: no DP, ε 8, ε 1"
     )
