@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from chatglm3_tiny import TinyChatGLM3
@@ -206,3 +207,52 @@ def test_cancelling_a_middle_sequence_frees_its_slot_and_the_rest_go_on(engine: 
     assert engine.stats()["active"] == 0
     after = [b for b in s.batches if len(set(seqs(b))) == 2]
     assert after and all(sorted(set(seqs(b))) == [0, 1] for b in after), after
+
+
+def test_the_engines_penalty_and_samplers_pick_what_llama_cpps_own_chain_picks(engine: LlamaEngine) -> None:
+    """The repetition penalty is applied to llama.cpp's logits row and plain greedy is an argmax (both far
+    cheaper than llama.cpp's penalties sampler); every pick equals that of llama.cpp's own chain of
+    penalties then greedy, or penalties then top-k/top-p/temperature/dist, on the same row."""
+    lc = engine._lc
+    prompts = [prompt(engine, q) + engine.tokenizer.encode(a) for q, a in (("你好", "你好你好你好"), ("天气", "晴晴晴"))]
+    cases = [
+        SamplingParams(temperature=t, repetition_penalty=p, seed=seed, top_k=k, top_p=tp).resolved()
+        for p in (1.0, 1.1, 2.0)
+        for t, k, tp, seed in ((0.0, 40, 0.8, None), (0.9, 40, 0.9, 3), (1.5, 0, 0.95, 7), (1.0, 5, 1.0, 11))
+    ]
+
+    def reference(s: ResolvedSampling, ids: list[int]) -> Any:
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        pen = lc.llama_sampler_init_penalties(engine.n_vocab, 64, s.repetition_penalty, 0.0, 0.0)
+        for t in ids[-64:]:
+            lc.llama_sampler_accept(pen, t)
+        lc.llama_sampler_chain_add(chain, pen)
+        if s.greedy:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        else:
+            if s.top_k > 0:
+                lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(s.top_k))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(s.top_p, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(s.temperature))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
+        return chain
+
+    def run() -> list[tuple[int, int, int]]:
+        picks = []
+        for ids in prompts:
+            for s in cases:
+                engine._decode_chunks(engine._reset(0), ids, 0)
+                plain = int(np.ctypeslib.as_array(lc.llama_get_logits_ith(engine._ctx, -1), shape=(engine.n_vocab,)).argmax())
+                ref = reference(s, ids)
+                want = int(lc.llama_sampler_sample(ref, engine._ctx, -1))  # copies the row, leaves it as is
+                lc.llama_sampler_free(ref)
+                sm = engine._make_sampler(s, ids)
+                got = engine._sample(sm, -1)
+                if sm.chain is not None:
+                    lc.llama_sampler_free(sm.chain)
+                picks.append((want, got, plain))
+        return picks
+
+    picks = engine._on_worker("test", run)
+    assert [w for w, _, _ in picks] == [g for _, g, _ in picks]
+    assert any(w != plain for w, _, plain in picks)  # the penalty changed some pick: the check has teeth

@@ -19,6 +19,7 @@ over): chat requests share a system prompt, and a prefix costs ~5 ms a token to 
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 import os
@@ -68,6 +69,20 @@ class _Request:
 
 
 @dataclass
+class _Sampler:
+    """How one sequence picks its next token. The repetition penalty is applied here, to the few logits of
+    the last ``PENALTY_LAST_N`` tokens in llama.cpp's own logits row, with llama.cpp's float arithmetic
+    (sign-aware: ``x * p`` if ``x <= 0`` else ``x / p``), before the chain runs: llama.cpp's penalties
+    sampler does the same but looks every one of the vocabulary's 151,936 candidates up in a hash map,
+    0.55 ms a sequence per step here. Plain greedy (no grammar) is an argmax over the row, as llama.cpp's
+    greedy sampler does (the first maximum), without copying the row into candidates."""
+
+    chain: Any  # llama.cpp's chain: grammar, then greedy or top-k/top-p/temperature/dist; None: argmax
+    penalty: float
+    recent: collections.deque[int]
+
+
+@dataclass
 class _Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence
@@ -75,7 +90,7 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
     last: int = -1  # last sampled token, to decode next step
     generated: int = 0
-    sampler: Any = None
+    sampler: _Sampler | None = None
 
 
 def _file_id(p: Path) -> tuple[int, int, int, int] | None:
@@ -308,9 +323,9 @@ class LlamaEngine:
         self._worker.join(timeout=30)
         lc = self._lc
         for s in self._slots:
-            if s.sampler is not None:
-                lc.llama_sampler_free(s.sampler)
-                s.sampler = None
+            if s.sampler is not None and s.sampler.chain is not None:
+                lc.llama_sampler_free(s.sampler.chain)
+            s.sampler = None
         lc.llama_batch_free(self._batch)
         lc.llama_free(self._ctx)
         if self._lora is not None:
@@ -522,18 +537,14 @@ class LlamaEngine:
         src.req, src.pending, src.sampler = None, [], None
         return True
 
-    def _make_sampler(self, s: ResolvedSampling, prompt: list[int], grammar: Any = None) -> Any:
+    def _make_sampler(self, s: ResolvedSampling, prompt: list[int], grammar: Any = None) -> _Sampler:
         lc = self._lc
+        recent = collections.deque(prompt[-PENALTY_LAST_N:], maxlen=PENALTY_LAST_N)
+        if s.greedy and grammar is None:
+            return _Sampler(None, s.repetition_penalty, recent)
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if grammar is not None:
             lc.llama_sampler_chain_add(chain, grammar)
-        if s.repetition_penalty != 1.0:
-            pen = lc.llama_sampler_init_penalties(
-                self.n_vocab, PENALTY_LAST_N, s.repetition_penalty, 0.0, 0.0
-            )
-            for t in prompt[-PENALTY_LAST_N:]:
-                lc.llama_sampler_accept(pen, t)
-            lc.llama_sampler_chain_add(chain, pen)
         if s.greedy:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         else:
@@ -542,7 +553,27 @@ class LlamaEngine:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(s.top_p, 1))
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(s.temperature))
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(s.seed & 0xFFFFFFFF))
-        return chain
+        return _Sampler(chain, s.repetition_penalty, recent)
+
+    def _sample(self, sm: _Sampler, i: int) -> int:
+        """The next token from batch row ``i`` (its logits are changed in place by the penalty)."""
+        lc = self._lc
+        row = None
+        if sm.penalty != 1.0 or sm.chain is None:
+            row = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,))
+        if sm.penalty != 1.0:
+            assert row is not None
+            ids = np.fromiter(set(sm.recent), dtype=np.intp)
+            x = row[ids]
+            p = np.float32(sm.penalty)
+            row[ids] = np.where(x <= 0, x * p, x / p)
+        if sm.chain is None:
+            assert row is not None
+            tid = int(row.argmax())
+        else:
+            tid = int(lc.llama_sampler_sample(sm.chain, self._ctx, i))
+        sm.recent.append(tid)
+        return tid
 
     def _drop_grammar(self, req: _Request) -> None:
         if req.grammar is not None:
@@ -559,9 +590,9 @@ class LlamaEngine:
             self._lc.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             slot.cached = []
         req.out.put(_END)
-        if slot.sampler is not None:
-            self._lc.llama_sampler_free(slot.sampler)
-            slot.sampler = None
+        if slot.sampler is not None and slot.sampler.chain is not None:
+            self._lc.llama_sampler_free(slot.sampler.chain)
+        slot.sampler = None
         slot.req, slot.pending = None, []
 
     def _drop_cancelled(self) -> None:
@@ -619,7 +650,8 @@ class LlamaEngine:
             if req.sampling.logprobs is not None:
                 raw = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,))
                 raw = raw.astype(np.float64)
-            tid = lc.llama_sampler_sample(s.sampler, self._ctx, i)
+            assert s.sampler is not None
+            tid = self._sample(s.sampler, i)
             if tid in req.stop_ids or lc.llama_vocab_is_eog(self._vocab, tid):
                 self._finish(s)
                 continue
