@@ -187,3 +187,30 @@ def test_streamed_equals_whole_text_with_boundaries_and_allowed_phrases() -> Non
             assert len(out) <= first, (text, cuts, out)
         else:
             assert not sf.blocked and out == whole.text, (text, cuts)
+
+
+def test_a_flag_only_filter_holds_nothing_back_and_still_finds_every_hit() -> None:
+    """Flagging never changes the text, so a flag-only filter sends each piece as it comes (a held first
+    piece was a whole token of time to first token, issue 14); hits are still decided only once the
+    character after them is known, so the flagged events are those of the whole text."""
+    rng = random.Random(15)
+    words = {"profanity": ["ass", "asshole", "傻逼", "逼"], "drugs": ["大麻", "麻古"], "fraud": ["刷单"]}
+    allow = ["class", "大麻哈鱼", "刷单词"]
+    vocab = ["ass", "hole", "cl", "c", "la", "class", "傻", "逼", "大", "麻", "哈鱼", "鱼", "刷", "单", "词", " ", "x"]
+    flagging = ContentFilter(words, "flag", allow=allow)
+    assert not flagging.changes_text
+    assert ContentFilter(words, "flag", {"drugs": "mask"}).changes_text
+    assert not ContentFilter(words, "mask", {c: "flag" for c in words}).changes_text
+    for _ in range(1500):
+        text = "".join(rng.choice(vocab) for _ in range(rng.randint(0, 16)))
+        pieces = list(text) if rng.random() < 0.2 else random_cuts(rng, text)
+        sf = StreamFilter(flagging)
+        for p in pieces:
+            assert sf.feed(p) == p and sf.held == 0
+        assert sf.close() == "" and not sf.blocked
+        assert sorted((h.start, h.end) for h in sf.verdict().hits) == [(h.start, h.end) for h in flagging.find(text)]
+    sf = StreamFilter(flagging)
+    sf.feed("my ass")
+    assert not sf.hits  # "ass" could still become "asshole" or "assx": not decided yet
+    sf.feed("hole!")
+    assert [(h.start, h.end) for h in sf.hits.values()] == [(3, 10)]

@@ -160,6 +160,11 @@ class ContentFilter:
         return self.actions.get(category, self.default)
 
     @property
+    def changes_text(self) -> bool:
+        """Whether a hit can change a text (a listed category masks or blocks), not just flag it."""
+        return any(STRENGTH[self.action_for(c)] >= STRENGTH["mask"] for c in self.categories)
+
+    @property
     def max_length(self) -> int:
         return self._matcher.max_length
 
@@ -206,7 +211,10 @@ class StreamFilter:
     boundary is then known (the next character has arrived) and so is every allowed phrase that could
     cover it. Once a ``block`` category is hit, ``blocked`` is set and nothing more is released.
     ``close()`` releases the rest. The pieces joined give exactly what ``ContentFilter.check`` gives for
-    the whole text (or, when blocked, a prefix of it that stops before the blocked word)."""
+    the whole text (or, when blocked, a prefix of it that stops before the blocked word).
+
+    A filter that can only flag (no category masks or blocks) never changes the text, so it holds nothing
+    back: every piece goes out as it comes, and hits are still decided (and recorded) as above."""
 
     def __init__(self, content_filter: ContentFilter) -> None:
         self.filter = content_filter
@@ -220,6 +228,8 @@ class StreamFilter:
         self._allowed: list[tuple[int, int]] = []  # allowed-phrase occurrences that may still cover a hit
         self._pending: list[Hit] = []  # occurrences not decided yet
         self._masks: list[tuple[int, int]] = []  # decided ``mask`` hits that reach past ``sent``
+        self._decided = 0  # characters whose occurrences are decided (``sent`` too, unless flag-only)
+        self._holds = content_filter.changes_text
 
     def feed(self, piece: str) -> str:
         self.text += piece
@@ -273,7 +283,7 @@ class StreamFilter:
             tail = f._matcher.depth(self._state)
             if len(f._allow):
                 tail = max(tail, f._allow.depth(self._allow_state))
-            cut = max(self.sent, n - tail)
+            cut = max(self._decided, n - tail)
         # An occurrence that starts before ``cut`` ended before the held tail, so the character after it
         # is known, and an allowed phrase covering it would have to start no later than it: none is in
         # progress there, so every such phrase has been seen.
@@ -281,6 +291,11 @@ class StreamFilter:
         self._pending = [h for h in self._pending if h.start >= cut]
         for h in ready:
             self.hits.setdefault((h.start, h.end), h)
+        self._decided = cut
+        self._allowed = [(s, e) for s, e in self._allowed if e > cut]
+        if not self._holds:
+            out, self.sent = self.text[self.sent :], n
+            return out
         blocked = sorted({h.category for h in ready if f.action_for(h.category) == "block"})
         if blocked:
             self.blocked = blocked
@@ -289,7 +304,6 @@ class StreamFilter:
         spans = [(max(s, self.sent) - self.sent, min(e, cut) - self.sent) for s, e in self._masks if s < cut]
         out = mask_spans(self.text[self.sent : cut], spans)
         self._masks = [(s, e) for s, e in self._masks if e > cut]
-        self._allowed = [(s, e) for s, e in self._allowed if e > cut]
         self.sent = cut
         return out
 
