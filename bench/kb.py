@@ -245,10 +245,11 @@ def naive_bm25(text: str, questions: list[dict[str, str]], judge: Judge) -> dict
 
 
 def forms_suite(args: argparse.Namespace, embedder: Any, work: Path) -> tuple[dict[str, Any], list[list[Any]]]:
-    questions = [json.loads(line) for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
+    path = Path(args.questions)
+    questions = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     fs = forms(faq_dir(), work)
     judges = {name: Judge(spans) for name, (_, _, spans) in fs.items()}
-    res: dict[str, Any] = {"questions": len(questions), "forms": {}}
+    res: dict[str, Any] = {"questions": len(questions), "question_file": path.name, "forms": {}}
     rows: list[list[Any]] = []
     for name, (_, text, _) in fs.items():
         m = naive_bm25(text, questions, judges[name])
@@ -315,6 +316,12 @@ def main() -> None:
     ap.add_argument("--suites", default="forms,answers", help="forms, answers or both")
     ap.add_argument("--stores", default="sqlite,pgvector")
     ap.add_argument("--show-misses", action="store_true", help="forms: print questions hybrid misses in top 5")
+    ap.add_argument(
+        "--questions",
+        default=str(QUESTIONS),
+        help="forms: the questions (JSONL: question, section); the default is the 60-question test set, "
+        "data/debian_faq_colloquial_dev.jsonl the 50 questions to tune on",
+    )
     ap.add_argument("--filler", type=int, default=100_000, help="chunks for the scale run (0: skip)")
     ap.add_argument("--chunk-size", type=int, default=400)
     ap.add_argument(
@@ -329,7 +336,7 @@ def main() -> None:
     out: dict[str, Any] = {"machine": machine(), "chunk_size": args.chunk_size}
     if "forms" in suites:
         out["forms"], rows = forms_suite(args, embedder, work)
-        print(f"Debian FAQ in three forms, {out['forms']['questions']} colloquial questions (distinct sections ranked)\n")
+        print(f"Debian FAQ in three forms, {out['forms']['questions']} colloquial questions of {out['forms']['question_file']} (distinct sections ranked)\n")
         print(table(["form", "store", "retrieval", "recall@1", "recall@5", "MRR@10", "chunks", "chars min/median/max", "< 80"], rows))
         print()
     if "answers" in suites:
