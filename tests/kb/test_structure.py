@@ -211,6 +211,36 @@ def test_kb_docs_json_reports_chunk_sizes(tmp_path: Path) -> None:
     assert doc["n_chunks"] >= 8 and 0 < sizes["min"] <= sizes["median"] <= sizes["max"] <= 600
 
 
+def test_html_footnotes_join_the_block_that_cites_them(tmp_path: Path) -> None:
+    """DocBook and pandoc footnotes gathered at the page's end move to the paragraph, list item, table
+    or heading citing them; an uncited one keeps the "注释" heading."""
+    html = (
+        "<h1>第 11 章 定制</h1>"
+        '<h2>11.6 运行级别</h2><p>默认的 init 是 systemd<a id="r6" href="#ftn.r6" class="footnote"><sup>[6]</sup></a>。</p>'
+        "<p>另一段。</p>"
+        '<h2>11.7 表格<a href="#fn2" class="footnote-ref" role="doc-noteref"><sup>2</sup></a></h2>'
+        '<table><tr><td>a<a href="#fn3"><sup>3</sup></a></td><td>b</td></tr></table>'
+        '<ul><li><p>列表项<a href="#fn4"><sup>4</sup></a></p></li></ul>'
+        '<div class="footnotes"><div id="ftn.r6" class="footnote"><p><a href="#r6"><sup>[6]</sup></a>'
+        " 2014 年改为 systemd。</p></div>"
+        '<div id="ftn.x" class="footnote"><p>[7] 无人引用的注释。</p></div></div>'
+        '<section class="footnotes" role="doc-endnotes"><ol><li id="fn2"><p>标题的注释 <a href="#fnref2">↩︎</a></p></li>'
+        '<li id="fn3"><p>表格的注释</p></li><li id="fn4"><p>列表的注释</p></li></ol></section>'
+    )
+    (tmp_path / "a.html").write_text(html, "utf-8")
+    got = [(s.heading.split(" > ")[-1], s.text) for s in load(tmp_path / "a.html")]
+    assert got == [
+        ("11.6 运行级别", "默认的 init 是 systemd [6] 。"),
+        ("11.6 运行级别", "[6] 2014 年改为 systemd。"),
+        ("11.6 运行级别", "另一段。"),
+        ("11.7 表格 2", "标题的注释"),
+        ("11.7 表格 2", "a 3 | b"),
+        ("11.7 表格 2", "表格的注释"),
+        ("11.7 表格 2", "列表项 4 列表的注释"),
+        ("注释", "[7] 无人引用的注释。"),
+    ]
+
+
 def test_html_contents_and_navigation_are_dropped_and_footnotes_stand_apart(tmp_path: Path) -> None:
     html = (
         '<div class="navheader"><table><tr><th>第 6 章</th><td>下一页</td></tr></table></div>'

@@ -243,16 +243,7 @@ def load_html(path: Path, data: bytes) -> list[Section]:
         lambda el: el.get("id") in NAV_IDS or bool(NAV_CLASSES & set(el.get("class") or ()))
     ):
         bad.decompose()
-    # footnotes gathered at the end of a page belong to no section: give them a heading of their own
-    # (one level under the page's top heading) rather than letting them pad the last section's chunks
-    top = min((int(h.name[1]) for h in soup.find_all(re.compile(r"^h[1-6]$"))), default=1)
-    for notes in soup.find_all(
-        lambda el: el.get("role") == "doc-endnotes" or bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))
-    ):
-        if notes.find_parent(lambda el: bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))) is None:
-            title = soup.new_tag(f"h{min(6, top + 1)}")
-            title.string = "注释"
-            notes.insert(0, title)
+    _place_footnotes(soup)
     out: list[Section] = []
     stack: list[str] = []
     n = 0
@@ -287,6 +278,46 @@ def load_html(path: Path, data: bytes) -> list[Section]:
     if not out:  # no block structure: the visible text
         out.extend(_paragraphs(soup.get_text("\n")))
     return out
+
+
+BLOCKS = ["p", "li", "dd", "dt", "blockquote", "pre"]
+HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+
+
+def _place_footnotes(soup: Any) -> None:
+    """Footnotes gathered at the end of a page (DocBook's ``div.footnotes``, pandoc's
+    ``section.footnotes``, ``role="doc-endnotes"``) belong to the sentence that cites them: each note
+    with a reference in the page moves, as a paragraph, to right after the block holding that
+    reference. Left together they would make one chunk about many topics, under the page's last section
+    or under no topic at all, that matches many questions and answers none. Notes nobody cites keep a
+    heading of their own ("注释", one level under the page's top heading)."""
+
+    def is_notes(el: Any) -> bool:
+        return el.get("role") == "doc-endnotes" or bool(FOOTNOTE_CLASSES & set(el.get("class") or ()))
+
+    top = min((int(h.name[1]) for h in soup.find_all(re.compile(r"^h[1-6]$"))), default=1)
+    for notes in soup.find_all(is_notes):
+        if notes.find_parent(is_notes) is not None or notes.parent is None:
+            continue
+        for note in notes.find_all(id=True):
+            ref = soup.find("a", href=f"#{note['id']}")
+            if ref is None or ref.find_parent(is_notes) is not None:
+                continue
+            # a table keeps its rows together, a heading its title: the note goes after them
+            anchor = ref.find_parent("table") or ref.find_parent([*BLOCKS, *HEADINGS]) or ref
+            text = " ".join(note.get_text(" ", strip=True).split())
+            text = re.sub(r"\s*↩\ufe0e?$", "", text)  # pandoc's back-link
+            if text:
+                para = soup.new_tag("p")
+                para.string = text
+                anchor.insert_after(para)
+            note.decompose()
+        if notes.get_text(strip=True):
+            title = soup.new_tag(f"h{min(6, top + 1)}")
+            title.string = "注释"
+            notes.insert(0, title)
+        else:
+            notes.decompose()
 
 
 # ---- pdf -------------------------------------------------------------------------------------------------
