@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,15 +70,36 @@ def process(cmd: list[str], base: str, what: str, env: dict[str, str] | None = N
         log.close()
 
 
+def link_model(gguf: str, home: str) -> None:
+    """The verified GGUF (and its stamp) hard-linked into a fresh home, so the server neither joins and
+    hashes a 0.5 GB copy at start nor leaves one behind (copied when a link is not possible)."""
+    models = Path(home) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for src in (Path(gguf), Path(gguf + ".verified")):
+        try:
+            os.link(src, models / src.name)
+        except OSError:
+            shutil.copy2(src, models / src.name)
+
+
 @contextmanager
-def glmkit_server(threads: int, parallel: int, content_filter: str) -> Iterator[str]:
+def glmkit_server(gguf: str, threads: int, parallel: int, content_filter: str) -> Iterator[str]:
     port = free_port()
     home = tempfile.mkdtemp(prefix="glmkit-bench-")
-    env = {**os.environ, "GLMKIT_HOME": home, "GLMKIT_RATE_LIMIT_RPM": "0", "GLMKIT_CONTENT_FILTER": content_filter}
-    cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
-    cmd += ["--parallel", str(parallel), "--ctx", "2048"]
-    with process(cmd, f"http://127.0.0.1:{port}/v1", "glmkit serve", env) as base:
-        yield base
+    try:
+        link_model(gguf, home)
+        env = {
+            **os.environ,
+            "GLMKIT_HOME": home,
+            "GLMKIT_RATE_LIMIT_RPM": "0",
+            "GLMKIT_CONTENT_FILTER": content_filter,
+        }
+        cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
+        cmd += ["--parallel", str(parallel), "--ctx", "2048"]
+        with process(cmd, f"http://127.0.0.1:{port}/v1", "glmkit serve", env) as base:
+            yield base
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextmanager
@@ -247,7 +269,7 @@ def main() -> None:
             with llama_server(binary, gguf, args.threads, parallel, args.ctx) as base:
                 yield base, "peer"
         elif name.startswith("glmkit"):
-            with glmkit_server(args.threads, parallel, "off" if "off" in name else "flag") as base:
+            with glmkit_server(gguf, args.threads, parallel, "off" if "off" in name else "flag") as base:
                 yield base, DEFAULT_MODEL
         else:
             # interrupt_requests=False: by default llama_cpp.server aborts a running stream when another
