@@ -17,21 +17,27 @@ each, in a rotated order, and the table shows each figure's median over the roun
 the JSON).
 
     .venv/bin/python bench/serve.py            # table on stdout, JSON in bench/results/serve.json
+
+``--py-spy DIR`` records every glmkit server with py-spy during each measured load (not the warm-up),
+with each thread's CPU time from /proc; ``bench/profile_shares.py`` says where the time went.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +60,14 @@ def prompt(i: int) -> str:
 
 
 @contextmanager
-def process(cmd: list[str], base: str, what: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def process(
+    cmd: list[str], base: str, what: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; a pipe could fill and block the server
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_ready(proc, base, 180, what, log)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -69,15 +77,36 @@ def process(cmd: list[str], base: str, what: str, env: dict[str, str] | None = N
         log.close()
 
 
+def link_model(gguf: str, home: str) -> None:
+    """The verified GGUF (and its stamp) hard-linked into a fresh home, so the server neither joins and
+    hashes a 0.5 GB copy at start nor leaves one behind (copied when a link is not possible)."""
+    models = Path(home) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    for src in (Path(gguf), Path(gguf + ".verified")):
+        try:
+            os.link(src, models / src.name)
+        except OSError:
+            shutil.copy2(src, models / src.name)
+
+
 @contextmanager
-def glmkit_server(threads: int, parallel: int, content_filter: str) -> Iterator[str]:
+def glmkit_server(gguf: str, threads: int, parallel: int, content_filter: str) -> Iterator[tuple[str, int]]:
     port = free_port()
     home = tempfile.mkdtemp(prefix="glmkit-bench-")
-    env = {**os.environ, "GLMKIT_HOME": home, "GLMKIT_RATE_LIMIT_RPM": "0", "GLMKIT_CONTENT_FILTER": content_filter}
-    cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
-    cmd += ["--parallel", str(parallel), "--ctx", "2048"]
-    with process(cmd, f"http://127.0.0.1:{port}/v1", "glmkit serve", env) as base:
-        yield base
+    try:
+        link_model(gguf, home)
+        env = {
+            **os.environ,
+            "GLMKIT_HOME": home,
+            "GLMKIT_RATE_LIMIT_RPM": "0",
+            "GLMKIT_CONTENT_FILTER": content_filter,
+        }
+        cmd = [sys.executable, "-m", "glmkit", "serve", "--port", str(port), "--threads", str(threads)]
+        cmd += ["--parallel", str(parallel), "--ctx", "2048"]
+        with process(cmd, f"http://127.0.0.1:{port}/v1", "glmkit serve", env) as started:
+            yield started
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextmanager
@@ -85,8 +114,57 @@ def llama_server(binary: str, gguf: str, threads: int, parallel: int, ctx: int) 
     port = free_port()
     cmd = [binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-a", "peer"]
     cmd += ["-np", str(parallel), "-c", str(ctx), "-t", str(threads), "-tb", str(threads)]
-    with process(cmd, f"http://127.0.0.1:{port}/v1", "llama-server") as base:
+    with process(cmd, f"http://127.0.0.1:{port}/v1", "llama-server") as (base, _):
         yield base
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live thread of ``pid`` so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of the whole process so far (threads that have ended included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def profiled(pid: int, prefix: Path, rate: int, native: bool = True) -> Iterator[None]:
+    """py-spy (idle samples, per thread) on ``pid`` for the block, plus each thread's CPU time from /proc
+    over exactly the block: ``prefix``.txt (raw stacks) and ``prefix``-cpu.json. ``native``: with
+    llama.cpp's frames, pausing the process for each sample; otherwise Python frames only, read without
+    stopping it. Either way py-spy's own CPU competes with llama.cpp's threads on 2 cores: the 8-client
+    run was ~25% slower with native frames at 50 Hz and ~16% slower with Python frames at 100 Hz."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy") or "py-spy"
+    cmd = [spy, "record", "--native" if native else "--nonblocking", "--idle", "--threads"]
+    cmd += ["-r", str(rate), "--format", "raw"]
+    with open(f"{prefix}.log", "wb") as log:
+        rec = subprocess.Popen([*cmd, "-o", f"{prefix}.txt", "-p", str(pid)], stdout=log, stderr=log)
+        time.sleep(0.5)  # attached and sampling before the load starts
+        c0, p0, t0 = thread_cpu(pid), process_cpu(pid), time.monotonic()
+        try:
+            yield
+        finally:
+            wall = time.monotonic() - t0
+            c1, p1 = thread_cpu(pid), process_cpu(pid)
+            rec.send_signal(signal.SIGINT)  # py-spy writes its file on ^C
+            try:
+                rec.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                rec.kill()
+            threads = {tid: round(c1[tid] - c0.get(tid, 0.0), 3) for tid in c1}
+            cpu = {"wall_s": round(wall, 3), "process_cpu_s": round(p1 - p0, 3), "thread_cpu_s": threads}
+            Path(f"{prefix}-cpu.json").write_text(json.dumps(cpu, indent=1) + "\n")
 
 
 def find_llama_server(given: str | None) -> str:
@@ -144,7 +222,14 @@ def one_request(base: str, model: str, i: int, max_tokens: int) -> dict[str, Any
     }
 
 
-def load(base: str, model: str, clients: int, rounds: int, max_tokens: int) -> dict[str, Any]:
+def load(
+    base: str,
+    model: str,
+    clients: int,
+    rounds: int,
+    max_tokens: int,
+    around: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     errors: list[str] = []
@@ -161,13 +246,14 @@ def load(base: str, model: str, clients: int, rounds: int, max_tokens: int) -> d
                 results.append(res)
 
     one_request(base, model, 99, 4)  # warm-up (loads pages, fills caches)
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
+    with around():  # a profiler, when asked for: the measured part only
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
     ttfts = sorted(r["ttft"] for r in results) or [float("nan")]
     tokens = sum(r["tokens"] for r in results)
 
@@ -216,6 +302,18 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=8192, help="llama-server's -c (shared by its -np slots)")
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SERVERS)}")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of every server (medians reported)")
+    ap.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="record every glmkit server with py-spy during each measured load (raw stacks and each "
+        "thread's CPU time into DIR; summarise with bench/profile_shares.py)",
+    )
+    ap.add_argument("--py-spy-rate", type=int, default=50, help="py-spy samples per second")
+    ap.add_argument(
+        "--py-spy-python-only",
+        action="store_true",
+        help="sample Python frames only, without pausing the server (no llama.cpp frames, less overhead)",
+    )
     args = ap.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
     wanted = args.only.split(",") if args.only else SERVERS
@@ -229,10 +327,16 @@ def main() -> None:
     }
     parallel = max(levels)
 
-    def run(name: str, base: str, model: str) -> list[dict[str, Any]]:
+    def run(name: str, base: str, model: str, pid: int | None, k: int) -> list[dict[str, Any]]:
         rs = []
         for c in levels:
-            r = load(base, model, c, args.rounds, args.max_tokens)
+            around: Callable[[], AbstractContextManager[Any]] = nullcontext
+            if args.py_spy and pid is not None:
+                slug = name.replace(" (filter off)", "-filter-off")
+                prefix = Path(args.py_spy) / f"{slug}-c{c}-r{k + 1}"
+                native = not args.py_spy_python_only
+                around = functools.partial(profiled, pid, prefix, args.py_spy_rate, native)
+            r = load(base, model, c, args.rounds, args.max_tokens, around)
             print(f"  {name} {c} clients: {r['tok_s']} tok/s, TTFT p50 {r['ttft_p50_s']} s", flush=True)
             rs.append(r)
         return rs
@@ -241,20 +345,21 @@ def main() -> None:
     out["llama_server"] = binary
 
     @contextmanager
-    def started(name: str) -> Iterator[tuple[str, str]]:
+    def started(name: str) -> Iterator[tuple[str, str, int | None]]:
         if name == "llama-server":
             assert binary is not None
             with llama_server(binary, gguf, args.threads, parallel, args.ctx) as base:
-                yield base, "peer"
+                yield base, "peer", None
         elif name.startswith("glmkit"):
-            with glmkit_server(args.threads, parallel, "off" if "off" in name else "flag") as base:
-                yield base, DEFAULT_MODEL
+            flt = "off" if "off" in name else "flag"
+            with glmkit_server(gguf, args.threads, parallel, flt) as (base, pid):
+                yield base, DEFAULT_MODEL, pid
         else:
             # interrupt_requests=False: by default llama_cpp.server aborts a running stream when another
             # request arrives; queued (its lock) is its fair concurrent behaviour
             peer = ["--n_threads", str(args.threads), "--model_alias", "peer", "--interrupt_requests", "False"]
             with llama_cpp_server(gguf, *peer) as base:
-                yield base, "peer"
+                yield base, "peer", None
 
     rounds: list[dict[str, list[dict[str, Any]]]] = []
     order = [n for n in SERVERS if n in wanted]
@@ -262,8 +367,8 @@ def main() -> None:
         this: dict[str, list[dict[str, Any]]] = {}
         for name in order[k % len(order) :] + order[: k % len(order)]:
             print(f"round {k + 1}: {name}", flush=True)
-            with started(name) as (base, model):
-                this[name] = run(name, base, model)
+            with started(name) as (base, model, pid):
+                this[name] = run(name, base, model, pid, k)
         rounds.append(this)
     out["rounds"] = rounds
     runs = {name: [median_of([r[name][i] for r in rounds]) for i in range(len(levels))] for name in order}
