@@ -99,11 +99,11 @@ class BlasSpy:
         return int(self.blas.openblas_set_num_threads_local(n))
 
 
-def test_one_text_runs_on_one_blas_thread_and_restores_the_count() -> None:
+def test_one_text_runs_on_one_blas_thread_and_restores_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
     e = E5Embedder()
-    assert e.engine == "numpy" and e._blas is not None, "numpy's OpenBLAS has no per-thread thread count"
-    spy = BlasSpy(e._blas)
-    e._blas = spy
+    assert e.engine == "numpy" and e5mod.BLAS is not None, "numpy's OpenBLAS has no per-thread thread count"
+    spy = BlasSpy(e5mod.BLAS)
+    monkeypatch.setattr(e5mod, "BLAS", spy)
     texts = ["怎么查看已经安装的软件包版本？", "退款多久到账"]
     batch = e.embed(texts, "query")
     assert spy.set_to == []  # the batch itself is not limited here

